@@ -1,0 +1,27 @@
+//! authfault: an intercepting HTTP(S) forward proxy that perturbs
+//! credentials, for testing what clients and APIs do when one goes bad.
+//!
+//! The modules, from the edge inwards:
+//!
+//! - `cli`: subcommands and flags into one checked configuration.
+//! - `proxy`: the listener, CONNECT interception and tunnels, the exchange
+//!   pipeline and the pooled upstream client.
+//! - `tls`: the CA on disk, leaf minting and the per-host config cache.
+//! - `record`: what is kept of each exchange (the body tap, redaction).
+//! - `host`: host globs shared by flags and rules.
+//! - `logging`: text or JSON lines on stderr.
+//!
+//! The life of one exchange: `proxy::listener` accepts a client; a CONNECT
+//! goes to `proxy::connect`, which answers 200, peeks, and either tunnels
+//! the bytes or terminates TLS with a leaf from `tls::LeafCache` and serves
+//! the decrypted HTTP/1.1 or HTTP/2. Each request, plain or decrypted, goes
+//! through `proxy::exchange::handle`: target URI, checks, hop-by-hop headers
+//! removed, `proxy::upstream` sends it; the response streams back through
+//! `record::Tap`, which logs the exchange when the body ends.
+
+pub mod cli;
+pub mod host;
+pub mod logging;
+pub mod proxy;
+pub mod record;
+pub mod tls;

@@ -1,0 +1,62 @@
+//! Logging to stderr, as text or JSON (`--log-format`): one line per
+//! exchange plus the proxy's own notices. `RUST_LOG` narrows or widens it.
+
+use std::io::IsTerminal;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::record::{BodyEnd, Exchange};
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per event, for log collectors.
+    Json,
+}
+
+static FORMAT: OnceLock<LogFormat> = OnceLock::new();
+
+/// Installs the global subscriber. Later calls change nothing.
+pub fn init(format: LogFormat) {
+    if FORMAT.set(format).is_err() {
+        return;
+    }
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// Logs one finished exchange: the SPEC's line in text, its fields in JSON.
+pub(crate) fn exchange(exchange: &Exchange, end: BodyEnd, elapsed: Duration) {
+    match FORMAT.get().copied().unwrap_or_default() {
+        LogFormat::Text => {
+            tracing::info!("{}", crate::record::log_line(exchange, end, elapsed));
+        }
+        LogFormat::Json => tracing::info!(
+            method = %exchange.method,
+            url = %crate::record::redact::url(&exchange.url.to_string()),
+            status = exchange.status.map_or(0, |s| s.as_u16()),
+            ms = elapsed.as_secs_f64() * 1000.0,
+            client = %exchange.client,
+            rule = "-",
+            action = "-",
+            verdict = "-",
+            error = exchange.error.unwrap_or("-"),
+            response_bytes = end.bytes,
+            complete = end.is_complete,
+            "exchange"
+        ),
+    }
+}

@@ -1,0 +1,17 @@
+//! The `authfault` binary: parse flags, start logging, run, exit.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = authfault::cli::Args::parse(); // clap prints usage and exits 2 itself
+    authfault::logging::init(authfault::cli::log_format(&args));
+    match authfault::cli::run(args) {
+        Ok(outcome) => outcome.exit_code(),
+        Err(err) => {
+            eprintln!("authfault: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

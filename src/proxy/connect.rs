@@ -1,0 +1,242 @@
+//! CONNECT: answer 200, then look at the first bytes the client sends. A TLS
+//! ClientHello for an intercepted host is answered with a leaf for its SNI
+//! name and the decrypted stream is served as HTTP/2 or HTTP/1.1, as ALPN
+//! says; passthrough hosts and anything that is not TLS are tunnelled byte
+//! for byte.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::uri::Authority;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::LazyConfigAcceptor;
+
+use super::Shared;
+use super::body::Body;
+use super::error::ProxyError;
+use super::exchange::{self, Origin};
+use super::io::Prefixed;
+use super::listener::{HEADER_READ_TIMEOUT, drive};
+use crate::record::Tap;
+
+/// How long to wait for the client's first bytes before deciding the stream
+/// is not TLS (a protocol where the server speaks first) and tunnelling it.
+const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long a client may take over its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The first byte of a TLS handshake record (RFC 8446 §5.1, ContentType 22).
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// Where a CONNECT asked to go.
+#[derive(Debug)]
+pub(crate) struct Tunnel {
+    /// The host, without brackets for IPv6 literals.
+    pub host: Box<str>,
+    pub port: u16,
+    /// `host` or `host:port` as it goes into an `https://` URL.
+    pub authority: Authority,
+}
+
+/// Answers one CONNECT request.
+pub(crate) async fn handle(
+    shared: &Arc<Shared>,
+    mut req: Request<Incoming>,
+    client: SocketAddr,
+) -> Response<Tap<Body>> {
+    if let Err(err) = exchange::check_plain(shared, &req) {
+        return refuse(&req, client, err);
+    }
+    let tunnel = match parse_target(&req) {
+        Ok(tunnel) => Arc::new(tunnel),
+        Err(err) => return refuse(&req, client, err),
+    };
+    if shared.is_self(&tunnel.host, tunnel.port) {
+        return refuse(&req, client, ProxyError::LoopDetected);
+    }
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let is_passthrough = shared.config.passthrough.is_match(&tunnel.host)
+        || !shared.config.intercept.is_match(&tunnel.host);
+
+    if is_passthrough {
+        // Connect first, so the client learns of a dead upstream from a 502
+        // rather than from a tunnel that closes at once.
+        let upstream = match shared.upstream.connect_tcp(&tunnel.host, tunnel.port).await {
+            Ok(upstream) => upstream,
+            Err(err) => return refuse(&req, client, err),
+        };
+        shared.tasks.spawn(async move {
+            match on_upgrade.await {
+                Ok(upgraded) => splice(TokioIo::new(upgraded), upstream, &tunnel).await,
+                Err(err) => tracing::debug!(%client, "CONNECT upgrade failed: {err}"),
+            }
+        });
+    } else {
+        let task_shared = shared.clone();
+        shared.tasks.spawn(async move {
+            match on_upgrade.await {
+                Ok(upgraded) => intercept(task_shared, upgraded, tunnel, client).await,
+                Err(err) => tracing::debug!(%client, "CONNECT upgrade failed: {err}"),
+            }
+        });
+    }
+    Response::new(Tap::plain(Body::Empty))
+}
+
+fn refuse(req: &Request<Incoming>, client: SocketAddr, err: ProxyError) -> Response<Tap<Body>> {
+    let (status, code) = err.status_and_code();
+    tracing::warn!(%client, "CONNECT {} refused: {} {code}: {err}", req.uri(), status.as_u16());
+    err.to_response().map(Tap::plain)
+}
+
+fn parse_target(req: &Request<Incoming>) -> Result<Tunnel, ProxyError> {
+    let bad = || {
+        ProxyError::BadRequest(format!(
+            "CONNECT needs a target of the form host:port, got `{}`",
+            req.uri()
+        ))
+    };
+    let authority = req.uri().authority().ok_or_else(bad)?;
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    if host.is_empty() {
+        return Err(bad());
+    }
+    let port = authority.port_u16().unwrap_or(443);
+    let authority = if port == 443 {
+        Authority::from_maybe_shared(Bytes::copy_from_slice(authority.host().as_bytes()))
+            .map_err(|_| bad())?
+    } else {
+        authority.clone()
+    };
+    Ok(Tunnel {
+        host: host.into(),
+        port,
+        authority,
+    })
+}
+
+/// Peeks at the decrypted side of the tunnel and intercepts TLS.
+async fn intercept(
+    shared: Arc<Shared>,
+    upgraded: Upgraded,
+    tunnel: Arc<Tunnel>,
+    client: SocketAddr,
+) {
+    let io = match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => Prefixed::new(parts.read_buf, parts.io.into_inner()),
+        Err(upgraded) => {
+            // Only reachable if the plain listener served another IO type.
+            tracing::error!(%client, "CONNECT stream of an unexpected type; tunnelling it");
+            return tunnel_after_connect(&shared, TokioIo::new(upgraded), &tunnel).await;
+        }
+    };
+    let is_tls = match first_byte(&io).await {
+        Some(byte) => byte == TLS_HANDSHAKE,
+        None => false,
+    };
+    if !is_tls {
+        return tunnel_after_connect(&shared, io, &tunnel).await;
+    }
+    if let Err(err) = terminate_tls(&shared, io, &tunnel, client).await {
+        tracing::debug!(%client, host = %tunnel.host, "intercepted connection ended: {err}");
+    }
+}
+
+/// The first byte the client sends, without consuming it; `None` when it
+/// sends nothing within `FIRST_BYTES_TIMEOUT` or closes.
+async fn first_byte(io: &Prefixed<TcpStream>) -> Option<u8> {
+    if let Some(&byte) = io.prefix().first() {
+        return Some(byte);
+    }
+    let mut buf = [0u8; 1];
+    match tokio::time::timeout(FIRST_BYTES_TIMEOUT, io.get_ref().peek(&mut buf)).await {
+        Ok(Ok(1)) => Some(buf[0]),
+        _ => None,
+    }
+}
+
+async fn terminate_tls(
+    shared: &Arc<Shared>,
+    io: Prefixed<TcpStream>,
+    tunnel: &Arc<Tunnel>,
+    client: SocketAddr,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
+    let start = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor).await??;
+    let name = start
+        .client_hello()
+        .server_name()
+        .map_or_else(|| tunnel.host.to_string(), str::to_owned);
+    let config = shared.leaves.server_config(&name)?;
+    let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, start.into_stream(config)).await??;
+    let is_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+
+    let origin = Origin::Tunnel(tunnel.clone());
+    let service = {
+        let shared = shared.clone();
+        service_fn(move |req: Request<Incoming>| {
+            let shared = shared.clone();
+            let origin = origin.clone();
+            async move { Ok::<_, Infallible>(exchange::handle(&shared, req, origin, client).await) }
+        })
+    };
+    let io = TokioIo::new(tls);
+    if is_h2 {
+        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .max_header_list_size(header_list_limit(shared));
+        let conn = builder.serve_connection(io, service);
+        drive(conn, &shared.shutdown, |c| c.graceful_shutdown()).await?;
+    } else {
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        let conn = builder.serve_connection(io, service).with_upgrades();
+        drive(conn, &shared.shutdown, |c| c.graceful_shutdown()).await?;
+    }
+    Ok(())
+}
+
+/// HTTP/2's own header limit sits above ours, so our 431 answers first.
+fn header_list_limit(shared: &Shared) -> u32 {
+    u32::try_from(shared.config.max_header_bytes.saturating_mul(2)).unwrap_or(u32::MAX)
+}
+
+async fn tunnel_after_connect<T>(shared: &Shared, client_io: T, tunnel: &Tunnel)
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    match shared.upstream.connect_tcp(&tunnel.host, tunnel.port).await {
+        Ok(upstream) => splice(client_io, upstream, tunnel).await,
+        Err(err) => tracing::warn!(host = %tunnel.host, "tunnel not opened: {err}"),
+    }
+}
+
+/// Copies bytes both ways until both sides are done.
+async fn splice<T>(mut client_io: T, mut upstream: TcpStream, tunnel: &Tunnel)
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    match tokio::io::copy_bidirectional(&mut client_io, &mut upstream).await {
+        Ok((up, down)) => tracing::debug!(
+            host = %tunnel.host,
+            "tunnel closed after {up} bytes up, {down} bytes down"
+        ),
+        Err(err) => tracing::debug!(host = %tunnel.host, "tunnel broken: {err}"),
+    }
+}

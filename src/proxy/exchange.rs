@@ -1,0 +1,198 @@
+//! One request from the client to the upstream and back. Every failure
+//! becomes a response here; none reaches hyper.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::uri::{PathAndQuery, Scheme};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+use super::body::Body;
+use super::connect::Tunnel;
+use super::error::ProxyError;
+use super::{Shared, headers};
+use crate::record::{Exchange, Tap};
+
+/// How the request reached the proxy.
+#[derive(Debug, Clone)]
+pub(crate) enum Origin {
+    /// On the plain listener, in absolute form (`GET http://host/path`).
+    Plain,
+    /// Decrypted from an intercepted CONNECT tunnel, in origin form.
+    Tunnel(Arc<Tunnel>),
+}
+
+/// Carries one request through the stages: target, checks, upstream,
+/// response streamed back through the tap that logs it.
+pub(crate) async fn handle(
+    shared: &Arc<Shared>,
+    mut req: Request<Incoming>,
+    origin: Origin,
+    client: SocketAddr,
+) -> Response<Tap<Body>> {
+    let target = target_uri(shared, &req, &origin);
+    let logged_uri = target.as_ref().unwrap_or(req.uri()).clone();
+    let mut exchange = Exchange::begin(req.method().clone(), logged_uri, client);
+    let checked = match origin {
+        Origin::Plain => check_plain(shared, &req),
+        Origin::Tunnel(_) => check_header_size(shared, &req),
+    };
+    let uri = match checked.and(target) {
+        Ok(uri) => uri,
+        Err(err) => return answer(exchange, err),
+    };
+
+    let is_upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
+    let client_upgrade = is_upgrade.then(|| hyper::upgrade::on(&mut req));
+    let client_version = req.version();
+    let req = forwardable(req, uri, is_upgrade);
+
+    let authority = req.uri().authority().map_or("", |a| a.as_str()).to_string();
+    let mut res = match shared.upstream.send(req, &authority, is_upgrade).await {
+        Ok(res) => res,
+        Err(err) => return answer(exchange, err),
+    };
+    if let Some(client_upgrade) = client_upgrade
+        && res.status() == StatusCode::SWITCHING_PROTOCOLS
+    {
+        let upstream_upgrade = hyper::upgrade::on(&mut res);
+        shared
+            .tasks
+            .spawn(splice_upgrade(client_upgrade, upstream_upgrade, authority));
+    }
+
+    let (mut parts, body) = res.into_parts();
+    headers::remove_hop_by_hop(
+        &mut parts.headers,
+        parts.status == StatusCode::SWITCHING_PROTOCOLS,
+    );
+    parts.version = client_version;
+    exchange.status = Some(parts.status);
+    Response::from_parts(parts, Tap::new(Body::Incoming(body), exchange))
+}
+
+/// Checks every request on the plain listener passes, CONNECT included:
+/// proxy credentials, then the header size.
+pub(crate) fn check_plain<B>(shared: &Shared, req: &Request<B>) -> Result<(), ProxyError> {
+    if let Some(auth) = &shared.config.proxy_auth
+        && !auth.is_satisfied_by(req.headers())
+    {
+        return Err(ProxyError::ProxyAuthRequired);
+    }
+    check_header_size(shared, req)
+}
+
+fn check_header_size<B>(shared: &Shared, req: &Request<B>) -> Result<(), ProxyError> {
+    let limit = shared.config.max_header_bytes;
+    // Counted as on the wire in HTTP/1.1: "name: value\r\n" per field.
+    let size = req.uri().to_string().len()
+        + req
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum::<usize>();
+    if size > limit {
+        return Err(ProxyError::HeadersTooLarge { size, limit });
+    }
+    Ok(())
+}
+
+/// The absolute URI the request goes to.
+fn target_uri<B>(shared: &Shared, req: &Request<B>, origin: &Origin) -> Result<Uri, ProxyError> {
+    match origin {
+        Origin::Tunnel(tunnel) => {
+            let path = req
+                .uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/"));
+            Uri::builder()
+                .scheme(Scheme::HTTPS)
+                .authority(tunnel.authority.clone())
+                .path_and_query(path)
+                .build()
+                .map_err(|e| ProxyError::BadRequest(format!("cannot form the upstream URL: {e}")))
+        }
+        Origin::Plain => {
+            let uri = req.uri();
+            let Some(authority) = uri.authority() else {
+                return Err(origin_form_error(shared, req));
+            };
+            let scheme = uri.scheme_str().unwrap_or("");
+            let default_port = match scheme {
+                "http" => 80,
+                "https" => 443,
+                _ => {
+                    return Err(ProxyError::BadRequest(format!(
+                        "cannot proxy the scheme `{scheme}`; only http:// and https:// URLs are forwarded"
+                    )));
+                }
+            };
+            if shared.is_self(
+                authority.host(),
+                authority.port_u16().unwrap_or(default_port),
+            ) {
+                return Err(ProxyError::LoopDetected);
+            }
+            Ok(uri.clone())
+        }
+    }
+}
+
+/// A request in origin form on the plain listener was sent to the proxy as
+/// if it were a server.
+fn origin_form_error<B>(shared: &Shared, req: &Request<B>) -> ProxyError {
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse::<http::uri::Authority>().ok());
+    if let Some(host) = host
+        && shared.is_self(host.host(), host.port_u16().unwrap_or(80))
+    {
+        return ProxyError::LoopDetected;
+    }
+    ProxyError::BadRequest(
+        "authfault is a forward proxy: send absolute-form requests (set HTTP_PROXY/HTTPS_PROXY to its address) or CONNECT".to_string(),
+    )
+}
+
+/// The request as the upstream gets it: absolute URI, HTTP/1.1 semantics
+/// (the pooled client speaks HTTP/2 itself when the upstream offers it),
+/// hop-by-hop headers gone.
+fn forwardable(req: Request<Incoming>, uri: Uri, is_upgrade: bool) -> Request<Body> {
+    let (mut parts, body) = req.into_parts();
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+    headers::remove_hop_by_hop(&mut parts.headers, is_upgrade);
+    Request::from_parts(parts, Body::Incoming(body))
+}
+
+/// Answers with an error the proxy made itself, and logs the exchange.
+fn answer(mut exchange: Exchange, err: ProxyError) -> Response<Tap<Body>> {
+    let res = err.to_response();
+    exchange.status = Some(res.status());
+    exchange.error = Some(err.status_and_code().1);
+    tracing::debug!("answering {}: {err}", res.status());
+    res.map(|body| Tap::new(body, exchange))
+}
+
+/// After a 101, joins the client's and the upstream's connections (a
+/// WebSocket) and copies bytes both ways until both close.
+async fn splice_upgrade(client: OnUpgrade, upstream: OnUpgrade, authority: String) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(err) => {
+            tracing::debug!(%authority, "protocol switch failed: {err}");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(%authority, "upgraded connection broken: {err}");
+    }
+}

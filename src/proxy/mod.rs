@@ -1,0 +1,223 @@
+//! The proxy: `listener` accepts and drains, `connect` answers CONNECT and
+//! intercepts or tunnels, `exchange` carries one request to the upstream and
+//! back, `upstream` is the pooled client, `error` the answers the proxy makes
+//! itself. `Proxy::start` wires them and gives a `Running` handle.
+
+pub mod body;
+mod connect;
+pub mod error;
+mod exchange;
+pub mod headers;
+mod io;
+mod listener;
+pub mod upstream;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use http::HeaderMap;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::host::HostGlobs;
+use crate::tls::{Ca, LeafCache};
+
+pub use body::Body;
+pub use error::ProxyError;
+
+/// Default limit of a request's header section, in bytes.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Everything the proxy needs to know to serve, checked by `cli`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Hosts whose TLS is terminated (`--intercept`).
+    pub intercept: HostGlobs,
+    /// Hosts tunnelled untouched (`--passthrough`); wins over `intercept`.
+    pub passthrough: HostGlobs,
+    /// How upstreams are reached.
+    pub upstream: upstream::Config,
+    /// Credentials clients must present (`--proxy-auth`).
+    pub proxy_auth: Option<ProxyAuth>,
+    /// A request whose header section is larger gets 431.
+    pub max_header_bytes: usize,
+}
+
+impl Config {
+    /// A config that listens on `listen`, intercepts every host, and
+    /// otherwise uses the defaults of SPEC section 3.
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            intercept: HostGlobs::any(),
+            passthrough: HostGlobs::none(),
+            upstream: upstream::Config::default(),
+            proxy_auth: None,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+        }
+    }
+}
+
+/// `--proxy-auth USER:PASS`: the `user:pass` clients must send with
+/// `Proxy-Authorization: Basic`.
+#[derive(Clone)]
+pub struct ProxyAuth {
+    user_pass: Vec<u8>,
+}
+
+impl std::fmt::Debug for ProxyAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProxyAuth(<redacted>)")
+    }
+}
+
+impl ProxyAuth {
+    /// Takes `USER:PASS`; `None` without a colon or with an empty user.
+    pub fn parse(user_pass: &str) -> Option<Self> {
+        let (user, _) = user_pass.split_once(':')?;
+        (!user.is_empty()).then(|| Self {
+            user_pass: user_pass.as_bytes().to_vec(),
+        })
+    }
+
+    /// Whether `headers` carry the right `Proxy-Authorization`, compared in
+    /// constant time so a client cannot guess it byte by byte.
+    pub fn is_satisfied_by(&self, headers: &HeaderMap) -> bool {
+        use subtle::ConstantTimeEq;
+        let Some(value) = headers.get(http::header::PROXY_AUTHORIZATION) else {
+            return false;
+        };
+        let Some((scheme, token)) = value.to_str().ok().and_then(|v| v.trim().split_once(' '))
+        else {
+            return false;
+        };
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return false;
+        }
+        let Ok(given) = base64::engine::general_purpose::STANDARD.decode(token.trim()) else {
+            return false;
+        };
+        given.ct_eq(&self.user_pass).into()
+    }
+}
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "cannot listen on {addr}: {source}; is another process using it? pick another with --listen"
+    )]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Leaves(#[from] crate::tls::cache::Error),
+    #[error("cannot set up upstream TLS: {0}")]
+    UpstreamTls(#[source] rustls::Error),
+}
+
+/// State every connection shares.
+pub(crate) struct Shared {
+    config: Config,
+    local_addr: SocketAddr,
+    leaves: LeafCache,
+    upstream: upstream::Upstream,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Shared {
+    /// Whether `host:port` is this proxy's own listener: a request sent there
+    /// would come back to us forever.
+    fn is_self(&self, host: &str, port: u16) -> bool {
+        if port != self.local_addr.port() {
+            return false;
+        }
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.eq_ignore_ascii_case("localhost") {
+            return true;
+        }
+        let Ok(ip) = host.parse::<IpAddr>() else {
+            return false;
+        };
+        let ours = self.local_addr.ip();
+        ip == ours || (ip.is_loopback() && (ours.is_loopback() || ours.is_unspecified()))
+    }
+}
+
+/// The proxy, ready to start.
+pub struct Proxy;
+
+impl Proxy {
+    /// Binds the listener and starts serving in the background.
+    pub async fn start(config: Config, ca: Arc<Ca>) -> Result<Running, StartError> {
+        let provider = crate::tls::provider();
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let upstream = upstream::Upstream::new(&config.upstream, provider.clone())
+            .map_err(StartError::UpstreamTls)?;
+        let leaves = LeafCache::new(ca.clone(), provider)?;
+        let shared = Arc::new(Shared {
+            config,
+            local_addr,
+            leaves,
+            upstream,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        });
+        shared
+            .tasks
+            .spawn(listener::accept(shared.clone(), listener));
+        Ok(Running { shared, ca })
+    }
+}
+
+/// A serving proxy. Dropping it does not stop it; call `shutdown`.
+pub struct Running {
+    shared: Arc<Shared>,
+    ca: Arc<Ca>,
+}
+
+impl Running {
+    /// The address the proxy listens on (the real port when 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// The CA whose leaves clients see.
+    pub fn ca(&self) -> &Ca {
+        &self.ca
+    }
+
+    /// How many hosts have a cached leaf certificate.
+    pub fn leaf_count(&self) -> usize {
+        self.shared.leaves.len()
+    }
+
+    /// Stops accepting, lets in-flight exchanges finish for up to `grace`,
+    /// and returns whether everything finished in time. Idle keep-alive
+    /// connections close at once; tunnels get the grace period.
+    pub async fn shutdown(self, grace: Duration) -> bool {
+        self.shared.shutdown.cancel();
+        self.shared.tasks.close();
+        tokio::time::timeout(grace, self.shared.tasks.wait())
+            .await
+            .is_ok()
+    }
+}
