@@ -1,0 +1,220 @@
+//! The built binary: banner, exit codes, CA commands, environment
+//! variables, SIGTERM drain, and a real curl through it.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
+
+use crate::support::*;
+
+async fn run_to_end(args: &[&str], cwd: &std::path::Path) -> (i32, String, String) {
+    let out = tokio::time::timeout(GUARD, bin_command(cwd).args(args).output())
+        .await
+        .expect("exits in time")
+        .expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn run_makes_the_ca_on_first_use_and_prints_the_banner_with_the_real_port() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proxy = BinProxy::spawn(&[], dir.path()).await;
+    assert_ne!(proxy.addr.port(), 0);
+    assert!(
+        proxy
+            .banner
+            .contains(&format!("export HTTPS_PROXY=http://{}", proxy.addr)),
+        "{}",
+        proxy.banner
+    );
+    assert!(proxy.banner.contains("certs/ca.pem"), "{}", proxy.banner);
+    let mode = |name: &str| {
+        std::fs::metadata(dir.path().join("certs").join(name))
+            .expect("CA file exists")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("ca.pem"), 0o644);
+    assert_eq!(mode("ca-key.pem"), 0o600);
+    assert!(dir.path().join("certs/.gitignore").exists());
+    proxy.signal("TERM");
+    let (status, _) = proxy.wait().await;
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn curl_with_https_proxy_and_the_ca_goes_through_and_no_secret_is_logged() {
+    let upstream = Upstream::https(Alpn::Both).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let upstream_ca = upstream.ca.as_ref().expect("tls").write_pem(dir.path());
+    let proxy = BinProxy::spawn(
+        &["--upstream-ca", upstream_ca.to_str().expect("utf-8")],
+        dir.path(),
+    )
+    .await;
+
+    let mut curl = tokio::process::Command::new("curl");
+    clear_env(&mut curl);
+    let out = curl
+        .current_dir(dir.path())
+        .env("https_proxy", proxy.url())
+        .args([
+            "-sS",
+            "--fail",
+            "--cacert",
+            "certs/ca.pem",
+            "-H",
+            "Authorization: Bearer sk-live-SECRET-123",
+            "-H",
+            "Cookie: session=COOKIE-SECRET-456",
+        ])
+        .arg(upstream.url("/headers?api_key=QUERY-SECRET-789"))
+        .output()
+        .await
+        .expect("curl runs");
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        seen["authorization"], "Bearer sk-live-SECRET-123",
+        "forwarded untouched"
+    );
+
+    proxy.signal("TERM");
+    let (status, log) = proxy.wait().await;
+    assert!(status.success());
+    assert!(
+        log.contains("GET https://localhost:"),
+        "one line per exchange: {log}"
+    );
+    assert!(log.contains(" 200 "), "{log}");
+    for secret in [
+        "sk-live-SECRET-123",
+        "COOKIE-SECRET-456",
+        "QUERY-SECRET-789",
+    ] {
+        assert!(!log.contains(secret), "{secret} leaked into the log: {log}");
+    }
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_slow_response_in_flight_finish() {
+    let upstream = Upstream::http().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proxy = BinProxy::spawn(&["--grace", "10"], dir.path()).await;
+    let client = client_via(&proxy.url(), "", Alpn::H1, None);
+    let res = client
+        .get(upstream.url("/slow/1500"))
+        .send()
+        .await
+        .expect("headers arrive");
+    assert_eq!(res.status(), 200);
+    proxy.signal("TERM");
+    let body = res.text().await.expect("the whole body");
+    assert_eq!(body, "start-end");
+    let (status, _) = proxy.wait().await;
+    assert!(status.success(), "exit 0 after draining: {status:?}");
+}
+
+#[tokio::test]
+async fn a_non_loopback_listen_without_allow_remote_exits_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, _, err) = run_to_end(&["run", "--listen", "0.0.0.0:0"], dir.path()).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("--allow-remote"), "{err}");
+}
+
+#[tokio::test]
+async fn unknown_flags_and_bad_values_exit_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for args in [
+        vec!["run", "--no-such-flag"],
+        vec!["run", "--listen", "not-an-address"],
+        vec!["run", "--grace", "soon"],
+        vec!["run", "--proxy-auth", "no-colon"],
+        vec!["run", "--upstream-ca", "missing.pem"],
+    ] {
+        let (code, _, err) = run_to_end(&args, dir.path()).await;
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(!err.is_empty(), "{args:?} says why");
+    }
+}
+
+#[tokio::test]
+async fn a_corrupt_ca_exits_2_naming_the_file_and_the_fix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, _, _) = run_to_end(&["ca", "init"], dir.path()).await;
+    assert_eq!(code, 0);
+    std::fs::write(dir.path().join("certs/ca.pem"), "garbage").expect("corrupt it");
+    let (code, _, err) = run_to_end(&["run", "--listen", "127.0.0.1:0"], dir.path()).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("certs/ca.pem"), "{err}");
+    assert!(err.contains("authfault ca init --force"), "{err}");
+}
+
+#[tokio::test]
+async fn ca_init_keeps_path_prints_and_export_writes_the_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, out, _) = run_to_end(&["ca", "init", "--ca-dir", "my-ca"], dir.path()).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("created"), "{out}");
+    let (code, out, _) = run_to_end(&["ca", "init", "--ca-dir", "my-ca"], dir.path()).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("kept"), "{out}");
+    let (code, out, _) = run_to_end(&["ca", "path", "--ca-dir", "my-ca"], dir.path()).await;
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), "my-ca/ca.pem");
+    let (code, out, _) = run_to_end(&["ca", "export", "--ca-dir", "my-ca"], dir.path()).await;
+    assert_eq!(code, 0);
+    let on_disk = std::fs::read_to_string(dir.path().join("my-ca/ca.pem")).expect("read");
+    assert_eq!(out, on_disk);
+    let (code, _, err) = run_to_end(&["ca", "path", "--ca-dir", "nowhere"], dir.path()).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("authfault ca init"), "{err}");
+}
+
+#[tokio::test]
+async fn options_are_read_from_their_environment_variables() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // AUTHFAULT_LISTEN with a non-loopback address and no AUTHFAULT_ALLOW_REMOTE
+    // is refused; adding it lets the same listen address through.
+    let out = bin_command(dir.path())
+        .arg("run")
+        .env("AUTHFAULT_LISTEN", "0.0.0.0:0")
+        .env("AUTHFAULT_CA_DIR", "env-ca")
+        .stdout(Stdio::null())
+        .output()
+        .await
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0.0.0.0:0"));
+
+    let mut child = bin_command(dir.path())
+        .arg("run")
+        .env("AUTHFAULT_LISTEN", "127.0.0.1:0")
+        .env("AUTHFAULT_CA_DIR", "env-ca")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(GUARD, lines.next_line())
+        .await
+        .expect("banner in time")
+        .expect("read");
+    assert!(first.is_some());
+    assert!(
+        dir.path().join("env-ca/ca.pem").exists(),
+        "AUTHFAULT_CA_DIR was read"
+    );
+    child.kill().await.expect("kill");
+}

@@ -1,0 +1,9 @@
+//! Integration tests: one binary, a module per area. Every test starts the
+//! real proxy (in-process, or the built binary for the CLI) against real
+//! upstreams on 127.0.0.1.
+
+mod cli;
+mod connect;
+mod errors;
+mod forward;
+mod support;
