@@ -168,6 +168,10 @@ fn forwardable(req: Request<Incoming>, uri: Uri, is_upgrade: bool) -> Request<Bo
     parts.uri = uri;
     parts.version = Version::HTTP_11;
     headers::remove_hop_by_hop(&mut parts.headers, is_upgrade);
+    // The URI's authority is the target (RFC 9112 §3.2.2). The client sets
+    // `Host` from it over HTTP/1.1 and `:authority` over HTTP/2, where a
+    // `Host` beside it is a duplicate that nginx answers with 400.
+    parts.headers.remove(http::header::HOST);
     Request::from_parts(parts, Body::Incoming(body))
 }
 

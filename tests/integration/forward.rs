@@ -42,6 +42,22 @@ async fn round_trip(client_alpn: Alpn, upstream_alpn: Alpn) {
     };
     assert_eq!(client_version, expected_client, "client protocol");
 
+    // The authority travels once: `Host` over HTTP/1.1, `:authority` alone
+    // over HTTP/2 (nginx rejects a `Host` beside it as a duplicate).
+    let seen: serde_json::Value = client
+        .get(upstream.url("/headers"))
+        .send()
+        .await
+        .expect("GET /headers")
+        .json()
+        .await
+        .expect("json");
+    if upstream_alpn == Alpn::H2 {
+        assert!(seen.get("host").is_none(), "Host beside :authority: {seen}");
+    } else {
+        assert_eq!(seen["host"], format!("localhost:{}", upstream.port()));
+    }
+
     let res = client
         .get(upstream.url(&format!("/bytes/{SIZE}")))
         .send()
