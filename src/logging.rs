@@ -21,32 +21,60 @@ pub enum LogFormat {
 
 static FORMAT: OnceLock<LogFormat> = OnceLock::new();
 
+/// Flushes the log when dropped; keep it alive until the process ends.
+#[must_use = "dropping the guard stops logging"]
+pub struct Guard {
+    _worker: Option<tracing_appender::non_blocking::WorkerGuard>,
+}
+
 /// Installs the global subscriber. Later calls change nothing.
-pub fn init(format: LogFormat) {
+///
+/// Lines are written by a background thread through a buffer flushed
+/// whenever the queue runs dry: under load many lines share one `write`, and
+/// a slow stderr never stalls an exchange. The queue is not lossy: if it
+/// fills up, the exchange that logs waits rather than lose a line.
+pub fn init(format: LogFormat) -> Guard {
     if FORMAT.set(format).is_err() {
-        return;
+        return Guard { _worker: None };
     }
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("authfault-log")
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal());
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    Guard {
+        _worker: Some(guard),
+    }
 }
 
 /// Logs one finished exchange: the SPEC's line in text, its fields in JSON.
 pub(crate) fn exchange(exchange: &Exchange, end: BodyEnd, elapsed: Duration) {
     match FORMAT.get().copied().unwrap_or_default() {
         LogFormat::Text => {
-            tracing::info!("{}", crate::record::log_line(exchange, end, elapsed));
+            tracing::info!(
+                "{}",
+                crate::record::LogLine {
+                    exchange,
+                    end,
+                    elapsed
+                }
+            );
         }
         LogFormat::Json => tracing::info!(
             method = %exchange.method,
-            url = %crate::record::redact::url(&exchange.url.to_string()),
+            url = %crate::record::redact::Url(&exchange.url),
             status = exchange.status.map_or(0, |s| s.as_u16()),
             ms = elapsed.as_secs_f64() * 1000.0,
             client = %exchange.client,

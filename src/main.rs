@@ -6,8 +6,10 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = authfault::cli::Args::parse(); // clap prints usage and exits 2 itself
-    authfault::logging::init(authfault::cli::log_format(&args));
-    match authfault::cli::run(args) {
+    let log = authfault::logging::init(authfault::cli::log_format(&args));
+    let result = authfault::cli::run(args);
+    drop(log); // flushes the log lines before the final message
+    match result {
         Ok(outcome) => outcome.exit_code(),
         Err(err) => {
             eprintln!("authfault: {err:#}");

@@ -50,8 +50,9 @@ pub(crate) async fn handle(
     let client_version = req.version();
     let req = forwardable(req, uri, is_upgrade);
 
-    let authority = req.uri().authority().map_or("", |a| a.as_str()).to_string();
-    let mut res = match shared.upstream.send(req, &authority, is_upgrade).await {
+    let authority = req.uri().authority().cloned();
+    let authority_str = authority.as_ref().map_or("", |a| a.as_str());
+    let mut res = match shared.upstream.send(req, authority_str, is_upgrade).await {
         Ok(res) => res,
         Err(err) => return answer(exchange, err),
     };
@@ -59,9 +60,11 @@ pub(crate) async fn handle(
         && res.status() == StatusCode::SWITCHING_PROTOCOLS
     {
         let upstream_upgrade = hyper::upgrade::on(&mut res);
-        shared
-            .tasks
-            .spawn(splice_upgrade(client_upgrade, upstream_upgrade, authority));
+        shared.tasks.spawn(splice_upgrade(
+            client_upgrade,
+            upstream_upgrade,
+            authority_str.to_string(),
+        ));
     }
 
     let (mut parts, body) = res.into_parts();
@@ -88,7 +91,11 @@ pub(crate) fn check_plain<B>(shared: &Shared, req: &Request<B>) -> Result<(), Pr
 fn check_header_size<B>(shared: &Shared, req: &Request<B>) -> Result<(), ProxyError> {
     let limit = shared.config.max_header_bytes;
     // Counted as on the wire in HTTP/1.1: "name: value\r\n" per field.
-    let size = req.uri().to_string().len()
+    let uri = req.uri();
+    let uri_len = uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(0, |p| p.as_str().len());
+    let size = uri_len
         + req
             .headers()
             .iter()

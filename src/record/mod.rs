@@ -59,23 +59,32 @@ impl Exchange {
     }
 }
 
-/// The one-line summary of SPEC section 9:
+/// The one-line summary of SPEC section 9, written without building a
+/// string first:
 /// `GET https://api.example.com/v1/orders 401 12ms rule=- action=- verdict=-`.
-pub fn log_line(exchange: &Exchange, end: BodyEnd, elapsed: Duration) -> String {
-    let status = exchange.status.map_or(0, |s| s.as_u16());
-    let mut line = format!(
-        "{} {} {} {}ms rule=- action=- verdict=-",
-        exchange.method,
-        redact::url(&exchange.url.to_string()),
-        status,
-        elapsed.as_millis()
-    );
-    if let Some(code) = exchange.error {
-        line.push_str(" error=");
-        line.push_str(code);
+pub struct LogLine<'a> {
+    pub exchange: &'a Exchange,
+    pub end: BodyEnd,
+    pub elapsed: Duration,
+}
+
+impl std::fmt::Display for LogLine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let exchange = self.exchange;
+        write!(
+            f,
+            "{} {} {} {}ms rule=- action=- verdict=-",
+            exchange.method,
+            redact::Url(&exchange.url),
+            exchange.status.map_or(0, |s| s.as_u16()),
+            self.elapsed.as_millis()
+        )?;
+        if let Some(code) = exchange.error {
+            write!(f, " error={code}")?;
+        }
+        if !self.end.is_complete {
+            f.write_str(" body=incomplete")?;
+        }
+        Ok(())
     }
-    if !end.is_complete {
-        line.push_str(" body=incomplete");
-    }
-    line
 }

@@ -2,6 +2,9 @@
 //! query parameters whose names say they carry a credential.
 
 use std::borrow::Cow;
+use std::fmt;
+
+use http::Uri;
 
 /// Query parameter names (lowercase substrings) whose values are secrets.
 const SECRET_PARAMS: [&str; 8] = [
@@ -39,6 +42,24 @@ pub fn url(url: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Displays a URI as `url` would redact it, without allocating when there
+/// is nothing to hide.
+pub struct Url<'a>(pub &'a Uri);
+
+impl fmt::Display for Url<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let uri = self.0;
+        let has_secret = uri
+            .query()
+            .is_some_and(|q| q.split('&').any(is_secret_pair));
+        if has_secret {
+            f.write_str(&url(&uri.to_string()))
+        } else {
+            write!(f, "{uri}")
+        }
+    }
+}
+
 fn is_secret_pair(pair: &str) -> bool {
     pair.split_once('=')
         .is_some_and(|(name, value)| !value.is_empty() && is_secret_name(name))
@@ -59,6 +80,17 @@ mod tests {
             url("https://a.test/v1?page=2&api_key=s3cr3t&access_token=abc"),
             "https://a.test/v1?page=2&api_key=<redacted>&access_token=<redacted>"
         );
+    }
+
+    #[test]
+    fn a_displayed_uri_is_redacted_like_a_string() {
+        let uri: Uri = "http://a.test/x?token=abc&q=1".parse().expect("uri");
+        assert_eq!(
+            Url(&uri).to_string(),
+            "http://a.test/x?token=<redacted>&q=1"
+        );
+        let plain: Uri = "http://a.test/x?q=1".parse().expect("uri");
+        assert_eq!(Url(&plain).to_string(), "http://a.test/x?q=1");
     }
 
     #[test]
