@@ -39,6 +39,9 @@ pub fn init(format: LogFormat) -> Guard {
     }
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
+        // The default queue (128k lines) preallocates megabytes; a few
+        // thousand lines absorb any burst the writer thread cannot.
+        .buffered_lines_limit(4096)
         .thread_name("authfault-log")
         .finish(std::io::BufWriter::with_capacity(
             64 * 1024,
