@@ -20,6 +20,7 @@
 //! `record::Tap`, which logs the exchange when the body ends.
 
 pub mod cli;
+pub mod credential;
 pub mod host;
 pub mod logging;
 pub mod proxy;
