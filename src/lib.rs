@@ -23,6 +23,7 @@ pub mod cli;
 pub mod credential;
 pub mod host;
 pub mod logging;
+pub mod perturb;
 pub mod proxy;
 pub mod record;
 pub mod tls;

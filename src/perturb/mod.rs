@@ -1,0 +1,6 @@
+//! What actions do to a credential (SPEC section 5). `sign` re-signs and
+//! mints with the rule file's keys. Nothing here touches the network or logs.
+
+pub mod sign;
+
+pub use sign::{Key, KeyError};
