@@ -2,5 +2,6 @@
 //! mints with the rule file's keys. Nothing here touches the network or logs.
 
 pub mod sign;
+pub mod token;
 
 pub use sign::{Key, KeyError};
