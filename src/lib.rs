@@ -26,4 +26,5 @@ pub mod logging;
 pub mod perturb;
 pub mod proxy;
 pub mod record;
+pub mod rules;
 pub mod tls;

@@ -1,0 +1,5 @@
+//! Rule files (SPEC section 4): `yaml` parses with positions, `schema` is
+//! the typed form, `load` reads files and folders and checks them, reporting
+//! every problem as `FILE:LINE:COLUMN: message`.
+
+pub mod yaml;
