@@ -33,6 +33,12 @@ pub struct Args {
 pub enum Command {
     /// Run the proxy until SIGINT or SIGTERM.
     Run(RunArgs),
+    /// Check rule files; print FILE:LINE:COLUMN: message per problem (exit 2 if any).
+    Check {
+        /// Rule files, or folders of *.yaml.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
     /// Manage the certificate authority that signs intercepted hosts' certificates.
     Ca {
         #[command(subcommand)]
@@ -143,6 +149,8 @@ pub struct RunArgs {
 pub enum Outcome {
     /// Everything went as asked: exit 0.
     Success,
+    /// The input was found invalid and the problems were printed: exit 2.
+    Invalid,
 }
 
 impl Outcome {
@@ -150,6 +158,7 @@ impl Outcome {
     pub fn exit_code(self) -> ExitCode {
         match self {
             Self::Success => ExitCode::SUCCESS,
+            Self::Invalid => ExitCode::from(2),
         }
     }
 }
@@ -160,6 +169,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     match args.command {
         Command::Run(run) => run_proxy(run),
         Command::Ca { action, ca_dir } => run_ca(&action, &ca_dir),
+        Command::Check { paths } => run_check(&paths),
     }
 }
 
@@ -167,7 +177,31 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 pub fn log_format(args: &Args) -> LogFormat {
     match &args.command {
         Command::Run(run) => run.log_format,
-        Command::Ca { .. } => LogFormat::Text,
+        Command::Ca { .. } | Command::Check { .. } => LogFormat::Text,
+    }
+}
+
+fn run_check(paths: &[PathBuf]) -> anyhow::Result<Outcome> {
+    let env = |name: &str| std::env::var(name).ok();
+    let mut out = std::io::stdout().lock();
+    match crate::rules::load::load(paths, &env) {
+        Ok(files) => {
+            let rules: usize = files.iter().map(|f| f.file.rules.len()).sum();
+            let scenarios: usize = files.iter().map(|f| f.file.scenarios.len()).sum();
+            writeln!(
+                out,
+                "ok: {} file(s), {rules} rule(s), {scenarios} scenario(s)",
+                files.len()
+            )?;
+            Ok(Outcome::Success)
+        }
+        Err(errors) => {
+            for error in &errors {
+                writeln!(out, "{error}")?;
+            }
+            eprintln!("authfault: {} problem(s) in the rule files", errors.len());
+            Ok(Outcome::Invalid)
+        }
     }
 }
 

@@ -2,4 +2,8 @@
 //! the typed form, `load` reads files and folders and checks them, reporting
 //! every problem as `FILE:LINE:COLUMN: message`.
 
+pub mod load;
+pub mod schema;
 pub mod yaml;
+
+pub use load::{LoadError, LoadErrorKind};

@@ -218,3 +218,44 @@ async fn options_are_read_from_their_environment_variables() {
     );
     child.kill().await.expect("kill");
 }
+
+#[tokio::test]
+async fn check_prints_file_line_column_for_each_problem_and_exits_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("rules")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("rules/a.yaml"),
+        "rules:\n  - name: one\n    match: { path: \"(\" }\n    action: { strip: {} }\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("rules/b.yaml"),
+        "scenarios:\n  s: [one, ghost]\nrules:\n  - name: one\n    actoin: { pass: {} }\n",
+    )
+    .expect("write");
+    let (code, out, _) = run_to_end(&["check", "rules"], dir.path()).await;
+    assert_eq!(code, 2);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].starts_with("rules/a.yaml:3:20: `match.path` is not a valid regex"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("rules/b.yaml:5:5: unknown field `actoin`"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn check_accepts_a_valid_folder_with_exit_0() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("ok.yaml"),
+        "tokens:\n  old: { value: abc }\nscenarios:\n  rotated: [use-old]\nrules:\n  - name: use-old\n    enabled: false\n    action: { replace: { token: old } }\n",
+    )
+    .expect("write");
+    let (code, out, err) = run_to_end(&["check", "."], dir.path()).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("1 rule(s)"), "{out}");
+}
