@@ -106,8 +106,8 @@ pub fn load(
     let files = expand_paths(paths).map_err(|e| vec![e])?;
     let mut parsed = Vec::new();
     let mut errors = Vec::new();
-    for path in files.iter().cloned() {
-        match parse_file(&path, env) {
+    for path in &files {
+        match parse_file(path, env) {
             Ok(p) => parsed.push(p),
             Err(e) => errors.push(e),
         }
