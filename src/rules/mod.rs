@@ -3,6 +3,7 @@
 //! every problem as `FILE:LINE:COLUMN: message`.
 
 pub mod load;
+pub mod matcher;
 pub mod schema;
 pub mod yaml;
 
