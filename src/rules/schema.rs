@@ -6,6 +6,8 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+pub use crate::perturb::action::CorruptMode;
+
 /// One rule file.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -202,20 +204,6 @@ pub struct ClaimsSpec {
 #[serde(deny_unknown_fields)]
 pub struct CorruptSpec {
     pub mode: CorruptMode,
-}
-
-/// The `corrupt` modes of SPEC section 5.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CorruptMode {
-    Signature,
-    Truncate,
-    AlgNone,
-    Garbage,
-    Scheme,
-    Empty,
-    Duplicate,
-    LowercaseScheme,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
