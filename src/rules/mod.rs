@@ -5,6 +5,7 @@
 pub mod load;
 pub mod matcher;
 pub mod schema;
+pub mod set;
 pub mod when;
 pub mod yaml;
 

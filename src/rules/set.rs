@@ -1,0 +1,484 @@
+//! The rule set the proxy consults: compiled rules in file order, their
+//! scenarios, which ones are active, and `select`, which finds the rule that
+//! owns a request and whether its `when` fires. A set is immutable but for
+//! flags and counters; a reload builds a new one and swaps it in whole.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use http::HeaderName;
+use http::request::Parts;
+use indexmap::IndexMap;
+use tokio::time::Instant;
+
+use super::load::{LoadError, LoadErrorKind, Parsed, parse_duration};
+use super::matcher::{Matcher, Subject};
+use super::schema::{ActionSpec, ExpectSpec, PlaceSpec, Presence, RuleSpec, TokenSpec};
+use super::when::{self, When};
+use crate::credential::{Fingerprint, Found, Jwt, Place, jwt};
+use crate::perturb::action::{Injection, Secret, Synthetic};
+use crate::perturb::token::ScopeChange;
+use crate::perturb::{Action, Key};
+
+/// One compiled rule.
+#[derive(Debug)]
+pub struct Rule {
+    pub name: String,
+    /// The file's `enabled`, changed by the admin API; decides only while
+    /// no scenario is on.
+    pub enabled: AtomicBool,
+    pub place: Place,
+    pub matcher: Matcher,
+    pub when: When,
+    pub state: when::State,
+    pub action: Action,
+    pub action_name: &'static str,
+    pub expect: Option<ExpectSpec>,
+    salt: u64,
+}
+
+/// The rule that owns a request.
+#[derive(Debug)]
+pub struct Selected<'a> {
+    pub rule: &'a Rule,
+    /// The credential in the rule's place, before any action.
+    pub found: Option<Found>,
+    /// Whether `when` held: the action is to be applied.
+    pub fired: bool,
+}
+
+/// A scenario name that no rule file defines.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown scenario `{name}`; defined: {known}")]
+pub struct UnknownScenario {
+    pub name: String,
+    pub known: String,
+}
+
+/// Compiled rules and scenarios.
+#[derive(Debug)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+    scenarios: IndexMap<String, Vec<usize>>,
+    scenario: RwLock<Option<String>>,
+    seed: u64,
+    loaded_at: Instant,
+}
+
+impl RuleSet {
+    /// No rules: every exchange passes untouched.
+    pub fn empty(seed: u64) -> Self {
+        Self {
+            rules: Vec::new(),
+            scenarios: IndexMap::new(),
+            scenario: RwLock::new(None),
+            seed,
+            loaded_at: Instant::now(),
+        }
+    }
+
+    /// Compiles checked files (from `load::load`). `env` resolves
+    /// `secret_env` and token `env` entries.
+    pub fn compile(
+        files: &[Parsed],
+        env: &dyn Fn(&str) -> Option<String>,
+        seed: u64,
+    ) -> Result<Self, Vec<LoadError>> {
+        let mut errors = Vec::new();
+        let mut keys: HashMap<String, Arc<Key>> = HashMap::new();
+        let mut tokens: HashMap<String, Secret> = HashMap::new();
+        for parsed in files {
+            let fail = |kind| LoadError {
+                path: parsed.path.clone(),
+                line: 1,
+                column: 1,
+                kind,
+            };
+            let base = parsed.path.parent().unwrap_or(Path::new("."));
+            for (name, spec) in &parsed.file.keys {
+                let key = match (&spec.secret_env, &spec.private_key_file) {
+                    (Some(var), _) => env(var)
+                        .ok_or_else(|| format!("environment variable `{var}` is not set"))
+                        .and_then(|s| {
+                            Key::from_secret(&spec.alg, s.as_bytes(), spec.kid.clone())
+                                .map_err(|e| e.to_string())
+                        }),
+                    (None, Some(file)) => std::fs::read(base.join(file))
+                        .map_err(|e| e.to_string())
+                        .and_then(|pem| {
+                            Key::from_pem(&spec.alg, &pem, spec.kid.clone())
+                                .map_err(|e| e.to_string())
+                        }),
+                    (None, None) => Err("no secret_env or private_key_file".to_string()),
+                };
+                match key {
+                    Ok(key) => {
+                        keys.insert(name.clone(), Arc::new(key));
+                    }
+                    Err(reason) => errors.push(fail(LoadErrorKind::BadKey {
+                        name: name.clone(),
+                        reason,
+                    })),
+                }
+            }
+            for (name, spec) in &parsed.file.tokens {
+                match token_value(spec, base, env) {
+                    Ok(value) => {
+                        tokens.insert(name.clone(), Secret(value));
+                    }
+                    Err(reason) => errors.push(fail(LoadErrorKind::Invalid(format!(
+                        "token `{name}`: {reason}"
+                    )))),
+                }
+            }
+        }
+
+        let mut rules = Vec::new();
+        let mut index_of: HashMap<String, usize> = HashMap::new();
+        for parsed in files {
+            for spec in &parsed.file.rules {
+                match compile_rule(spec, &keys, &tokens, env) {
+                    Ok(rule) => {
+                        index_of.insert(rule.name.clone(), rules.len());
+                        rules.push(rule);
+                    }
+                    Err(reason) => errors.push(LoadError {
+                        path: parsed.path.clone(),
+                        line: 1,
+                        column: 1,
+                        kind: LoadErrorKind::Invalid(format!("rule `{}`: {reason}", spec.name)),
+                    }),
+                }
+            }
+        }
+        let mut scenarios = IndexMap::new();
+        for parsed in files {
+            for (name, members) in &parsed.file.scenarios {
+                let indexes = members
+                    .iter()
+                    .filter_map(|m| index_of.get(m).copied())
+                    .collect();
+                scenarios.insert(name.clone(), indexes);
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Self {
+            rules,
+            scenarios,
+            scenario: RwLock::new(None),
+            seed,
+            loaded_at: Instant::now(),
+        })
+    }
+
+    /// The rules, in file order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The scenario names.
+    pub fn scenario_names(&self) -> impl Iterator<Item = &str> {
+        self.scenarios.keys().map(String::as_str)
+    }
+
+    /// The scenario switched on, if any.
+    pub fn scenario(&self) -> Option<String> {
+        self.scenario
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Switches a scenario on (`Some`) or off (`None`): with one on, exactly
+    /// its rules are active, whatever their `enabled` flag.
+    pub fn set_scenario(&self, name: Option<&str>) -> Result<(), UnknownScenario> {
+        if let Some(name) = name
+            && !self.scenarios.contains_key(name)
+        {
+            return Err(UnknownScenario {
+                name: name.to_string(),
+                known: self.scenario_names().collect::<Vec<_>>().join(", "),
+            });
+        }
+        *self
+            .scenario
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = name.map(str::to_string);
+        Ok(())
+    }
+
+    /// Whether rule `index` is active now (SPEC section 4).
+    pub fn is_active(&self, index: usize) -> bool {
+        let scenario = self
+            .scenario
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match scenario.as_deref().and_then(|s| self.scenarios.get(s)) {
+            Some(members) => members.contains(&index),
+            None => self.rules[index].enabled.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Finds the first active rule whose `match` holds and lets its `when`
+    /// decide. `host` is the target host without port.
+    pub fn select(&self, parts: &Parts, host: &str) -> Option<Selected<'_>> {
+        if self.rules.is_empty() {
+            return None;
+        }
+        // Most rules look at Authorization: find and decode it once.
+        let default_found = Place::default().find(parts);
+        let default_jwt = default_found
+            .as_ref()
+            .and_then(|f| jwt::decode(&f.token).ok());
+        for (index, rule) in self.rules.iter().enumerate() {
+            if !self.is_active(index) {
+                continue;
+            }
+            let is_default = rule.place.has_scheme();
+            let own_found;
+            let own_jwt: Option<Jwt>;
+            let (found, jwt) = if is_default {
+                (default_found.as_ref(), default_jwt.as_ref())
+            } else {
+                own_found = rule.place.find(parts);
+                own_jwt = own_found.as_ref().and_then(|f| jwt::decode(&f.token).ok());
+                (own_found.as_ref(), own_jwt.as_ref())
+            };
+            let subject = Subject {
+                parts,
+                host,
+                credential: found,
+                jwt,
+            };
+            if !rule.matcher.is_match(&subject) {
+                continue;
+            }
+            let fingerprint = found.map(|f| Fingerprint::of(&f.token));
+            let fired = rule.when.decide(
+                &rule.state,
+                self.loaded_at,
+                fingerprint,
+                self.seed,
+                rule.salt,
+            );
+            return Some(Selected {
+                rule,
+                found: found.cloned(),
+                fired,
+            });
+        }
+        None
+    }
+}
+
+fn token_value(
+    spec: &TokenSpec,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    match (&spec.env, &spec.file, &spec.value) {
+        (Some(var), _, _) => {
+            env(var).ok_or_else(|| format!("environment variable `{var}` is not set"))
+        }
+        (None, Some(file), _) => std::fs::read_to_string(base.join(file))
+            .map(|s| s.trim().to_string())
+            .map_err(|e| format!("cannot read {file}: {e}")),
+        (None, None, Some(value)) => Ok(value.clone()),
+        (None, None, None) => Err("needs env, file or value".to_string()),
+    }
+}
+
+fn place(spec: Option<&PlaceSpec>) -> Result<Place, String> {
+    let Some(spec) = spec else {
+        return Ok(Place::default());
+    };
+    match (&spec.header, &spec.query, &spec.cookie) {
+        (Some(h), None, None) => HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes())
+            .map(Place::Header)
+            .map_err(|_| format!("`{h}` is not a header name")),
+        (None, Some(q), None) => Ok(Place::Query(q.clone())),
+        (None, None, Some(c)) => Ok(Place::Cookie(c.clone())),
+        _ => Err("credential needs exactly one of header, query, cookie".to_string()),
+    }
+}
+
+fn compile_rule(
+    spec: &RuleSpec,
+    keys: &HashMap<String, Arc<Key>>,
+    tokens: &HashMap<String, Secret>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Rule, String> {
+    let key = |name: &Option<String>| -> Result<Option<Arc<Key>>, String> {
+        name.as_ref()
+            .map(|n| {
+                keys.get(n)
+                    .cloned()
+                    .ok_or_else(|| format!("unknown key `{n}`"))
+            })
+            .transpose()
+    };
+    let source = |token: &Option<String>,
+                  value: &Option<String>,
+                  var: &Option<String>|
+     -> Result<Secret, String> {
+        match (token, value, var) {
+            (Some(t), _, _) => tokens
+                .get(t)
+                .cloned()
+                .ok_or_else(|| format!("unknown token `{t}`")),
+            (None, Some(v), _) => Ok(Secret(v.clone())),
+            (None, None, Some(var)) => env(var)
+                .map(Secret)
+                .ok_or_else(|| format!("environment variable `{var}` is not set")),
+            (None, None, None) => Err("needs token, value or env".to_string()),
+        }
+    };
+    let duration = |text: &Option<String>, default: Duration| -> Result<Duration, String> {
+        text.as_deref().map_or(Ok(default), |t| {
+            parse_duration(t).ok_or_else(|| format!("`{t}` is not a duration"))
+        })
+    };
+    let action = match &spec.action {
+        ActionSpec::Strip(_) => Action::Strip,
+        ActionSpec::Replace(s) => Action::Replace(source(&s.token, &s.value, &s.env)?),
+        ActionSpec::Expire(s) => Action::Expire {
+            by: duration(&s.by, Duration::from_secs(3600))?,
+            key: key(&s.key)?,
+        },
+        ActionSpec::Scope(s) => Action::Scope {
+            change: match (&s.set, &s.add, &s.remove) {
+                (Some(set), None, None) => ScopeChange::Set(set.clone()),
+                (None, Some(add), None) => ScopeChange::Add(add.clone()),
+                (None, None, Some(remove)) => ScopeChange::Remove(remove.clone()),
+                _ => return Err("scope needs exactly one of set, add, remove".to_string()),
+            },
+            claim: s.claim.clone(),
+            key: key(&s.key)?,
+        },
+        ActionSpec::Claims(s) => Action::Claims {
+            set: s.set.clone(),
+            remove: s.remove.clone(),
+            key: key(&s.key)?,
+        },
+        ActionSpec::Corrupt(s) => Action::Corrupt(s.mode),
+        ActionSpec::Respond(s) => {
+            let status = http::StatusCode::from_u16(s.status.unwrap_or(401))
+                .map_err(|_| "respond.status is not a status code".to_string())?;
+            let mut synthetic = Synthetic::rfc6750(status);
+            for (name, value) in &s.headers {
+                let name = HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| format!("`{name}` is not a header name"))?;
+                let value = http::HeaderValue::from_str(value)
+                    .map_err(|_| format!("`{value}` is not a header value"))?;
+                synthetic.headers.insert(name, value);
+            }
+            if let Some(body) = &s.body {
+                synthetic.body = bytes::Bytes::from(body.clone());
+            }
+            Action::Respond(synthetic)
+        }
+        ActionSpec::Inject(s) => match &s.mint {
+            Some(mint) => Action::Inject(Injection::Mint {
+                key: key(&Some(mint.key.clone()))?.ok_or("mint needs a key")?,
+                ttl: duration(&mint.ttl, Duration::from_secs(300))?,
+                claims: mint.claims.clone(),
+            }),
+            None => Action::Inject(Injection::Token(source(&s.token, &s.value, &s.env)?)),
+        },
+        ActionSpec::TokenTtl(s) => Action::TokenTtl {
+            expires_in: s.expires_in,
+        },
+        ActionSpec::Pass(_) => Action::Pass,
+    };
+    // SPEC section 4: `absent` for inject, `any` for respond, token_ttl and
+    // pass, `present` for the rest.
+    let default_presence = match &spec.action {
+        ActionSpec::Inject(_) => Presence::Absent,
+        ActionSpec::Respond(_) | ActionSpec::TokenTtl(_) | ActionSpec::Pass(_) => Presence::Any,
+        _ => Presence::Present,
+    };
+    Ok(Rule {
+        name: spec.name.clone(),
+        enabled: AtomicBool::new(spec.enabled),
+        place: place(spec.credential.as_ref())?,
+        matcher: Matcher::compile(&spec.matches, default_presence).map_err(|e| e.to_string())?,
+        when: When::compile(&spec.when),
+        state: when::State::default(),
+        action,
+        action_name: spec.action.name(),
+        expect: spec.expect.clone(),
+        salt: when::salt(&spec.name),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::load;
+
+    fn set_of(yaml: &str) -> RuleSet {
+        let env = |_: &str| None;
+        let parsed = load::parse_text(Path::new("t.yaml"), yaml, &env).expect("parses");
+        RuleSet::compile(&[parsed], &env, 1).expect("compiles")
+    }
+
+    fn request(auth: Option<&str>) -> Parts {
+        let mut b = http::Request::get("/v1/orders");
+        if let Some(auth) = auth {
+            b = b.header("authorization", auth);
+        }
+        b.body(()).expect("request").into_parts().0
+    }
+
+    const RULES: &str = "scenarios:\n  expired: [b]\nrules:\n  - name: a\n    match: { path: \"^/v2\" }\n    action: { strip: {} }\n  - name: b\n    enabled: false\n    action: { expire: {} }\n  - name: c\n    action: { pass: {} }\n";
+
+    #[test]
+    fn the_first_active_matching_rule_owns_the_exchange() {
+        let set = set_of(RULES);
+        let selected = set.select(&request(Some("Bearer t")), "h").expect("a rule");
+        assert_eq!(selected.rule.name, "c", "a does not match, b is disabled");
+        assert!(selected.fired);
+        assert_eq!(selected.found.expect("credential").token, "t");
+    }
+
+    #[test]
+    fn a_scenario_activates_exactly_its_rules_and_switching_it_off_restores_the_flags() {
+        let set = set_of(RULES);
+        set.set_scenario(Some("expired")).expect("known");
+        assert_eq!(
+            set.select(&request(Some("Bearer t")), "h")
+                .expect("rule")
+                .rule
+                .name,
+            "b"
+        );
+        assert!(
+            set.select(&request(None), "h").is_none(),
+            "expire needs a credential; c is not in the scenario"
+        );
+        set.set_scenario(None).expect("off");
+        assert_eq!(
+            set.select(&request(Some("Bearer t")), "h")
+                .expect("rule")
+                .rule
+                .name,
+            "c"
+        );
+        assert!(set.set_scenario(Some("nope")).is_err());
+    }
+
+    #[test]
+    fn inject_defaults_to_requests_without_a_credential() {
+        let set = set_of("rules:\n  - name: i\n    action: { inject: { value: fresh } }\n");
+        assert!(set.select(&request(Some("Bearer t")), "h").is_none());
+        assert_eq!(
+            set.select(&request(None), "h").expect("rule").rule.name,
+            "i"
+        );
+    }
+}
