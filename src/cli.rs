@@ -17,6 +17,7 @@ use rustls::pki_types::pem::PemObject;
 use crate::host::HostGlobs;
 use crate::logging::LogFormat;
 use crate::proxy::{self, Proxy, ProxyAuth};
+use crate::rules::set::RuleSet;
 use crate::tls::ca;
 
 /// An intercepting HTTP(S) proxy that perturbs credentials, to test what
@@ -32,7 +33,7 @@ pub struct Args {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the proxy until SIGINT or SIGTERM.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check rule files; print FILE:LINE:COLUMN: message per problem (exit 2 if any).
     Check {
         /// Rule files, or folders of *.yaml.
@@ -134,6 +135,20 @@ pub struct RunArgs {
     /// Largest request header section in bytes; larger ones get 431.
     #[arg(long, env = "AUTHFAULT_MAX_HEADER_BYTES", default_value_t = proxy::DEFAULT_MAX_HEADER_BYTES, value_name = "BYTES")]
     pub max_header_bytes: usize,
+    /// Rule file or folder of *.yaml (repeatable; default ./rules if it exists).
+    #[arg(
+        long = "rules",
+        env = "AUTHFAULT_RULES",
+        value_name = "PATH",
+        value_delimiter = ','
+    )]
+    pub rules: Vec<PathBuf>,
+    /// Start with only this scenario's rules active.
+    #[arg(long, env = "AUTHFAULT_SCENARIO", value_name = "NAME")]
+    pub scenario: Option<String>,
+    /// Seed for `probability` rules, for reproducible runs (default: random, logged).
+    #[arg(long, env = "AUTHFAULT_SEED", value_name = "N")]
+    pub seed: Option<u64>,
     /// Exchange recording: `off` until recording lands (issue #4).
     #[arg(
         long,
@@ -167,7 +182,7 @@ impl Outcome {
 /// `main` prints it and exits 2.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     match args.command {
-        Command::Run(run) => run_proxy(run),
+        Command::Run(run) => run_proxy(*run),
         Command::Ca { action, ca_dir } => run_ca(&action, &ca_dir),
         Command::Check { paths } => run_check(&paths),
     }
@@ -262,7 +277,9 @@ pub fn proxy_config(args: &RunArgs) -> anyhow::Result<proxy::Config> {
             args.record
         );
     }
+    let rules = load_rules(args)?;
     let mut config = proxy::Config::new(args.listen);
+    config.rules = Arc::new(arc_swap::ArcSwap::from_pointee(rules));
     config.intercept = intercept;
     config.passthrough = passthrough;
     config.proxy_auth = proxy_auth;
@@ -271,6 +288,63 @@ pub fn proxy_config(args: &RunArgs) -> anyhow::Result<proxy::Config> {
     config.upstream.timeout = args.upstream_timeout;
     config.upstream.extra_roots = load_roots(&args.upstream_ca)?;
     Ok(config)
+}
+
+/// The rule paths `run` uses: `--rules`, else `./rules` when it exists.
+pub fn rule_paths(args: &RunArgs) -> Vec<PathBuf> {
+    if !args.rules.is_empty() {
+        return args.rules.clone();
+    }
+    let default = PathBuf::from("rules");
+    if default.is_dir() {
+        vec![default]
+    } else {
+        Vec::new()
+    }
+}
+
+fn load_rules(args: &RunArgs) -> anyhow::Result<RuleSet> {
+    let seed = args.seed.unwrap_or_else(random_seed);
+    let paths = rule_paths(args);
+    let env = |name: &str| std::env::var(name).ok();
+    let compiled = crate::rules::load::load(&paths, &env)
+        .and_then(|files| RuleSet::compile(&files, &env, seed));
+    let set = match compiled {
+        Ok(set) => set,
+        Err(errors) => {
+            let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            bail!(
+                "the rule files have {} problem(s); `authfault check` shows the same list:\n{}",
+                errors.len(),
+                lines.join("\n")
+            );
+        }
+    };
+    if let Some(scenario) = &args.scenario {
+        set.set_scenario(Some(scenario)).context("--scenario")?;
+    }
+    tracing::info!(
+        "{} rule(s) from {}; probability seed {seed} (pass --seed {seed} to repeat the run)",
+        set.rules().len(),
+        if paths.is_empty() {
+            "no rule files".to_string()
+        } else {
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    );
+    Ok(set)
+}
+
+fn random_seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    let _ = rustls::crypto::ring::default_provider()
+        .secure_random
+        .fill(&mut bytes);
+    u64::from_le_bytes(bytes)
 }
 
 fn load_roots(paths: &[PathBuf]) -> anyhow::Result<Vec<CertificateDer<'static>>> {

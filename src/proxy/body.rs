@@ -18,6 +18,9 @@ pub enum Body {
     Full(Option<Bytes>),
     /// A body streamed from the client or the upstream, frame by frame.
     Incoming(Incoming),
+    /// A streamed body whose first bytes were already read (and are sent
+    /// first): a `token_ttl` answer too large to rewrite.
+    Resumed(Option<Bytes>, Incoming),
 }
 
 impl Body {
@@ -50,6 +53,10 @@ impl HttpBody for Body {
             Self::Empty => Poll::Ready(None),
             Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Self::Incoming(body) => Pin::new(body).poll_frame(cx),
+            Self::Resumed(head, rest) => match head.take() {
+                Some(bytes) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
+                None => Pin::new(rest).poll_frame(cx),
+            },
         }
     }
 
@@ -58,6 +65,7 @@ impl HttpBody for Body {
             Self::Empty => true,
             Self::Full(bytes) => bytes.is_none(),
             Self::Incoming(body) => body.is_end_stream(),
+            Self::Resumed(head, rest) => head.is_none() && rest.is_end_stream(),
         }
     }
 
@@ -66,6 +74,16 @@ impl HttpBody for Body {
             Self::Empty => SizeHint::with_exact(0),
             Self::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Self::Incoming(body) => body.size_hint(),
+            Self::Resumed(head, rest) => {
+                let extra = head.as_ref().map_or(0, |b| b.len() as u64);
+                let inner = rest.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(inner.lower() + extra);
+                if let Some(upper) = inner.upper() {
+                    hint.set_upper(upper + extra);
+                }
+                hint
+            }
         }
     }
 }

@@ -14,6 +14,7 @@ use super::body::Body;
 use super::connect::Tunnel;
 use super::error::ProxyError;
 use super::{Shared, headers};
+use crate::perturb::{self, Action, Applied, Synthetic};
 use crate::record::{Exchange, Tap};
 
 /// How the request reached the proxy.
@@ -49,6 +50,10 @@ pub(crate) async fn handle(
     let client_upgrade = is_upgrade.then(|| hyper::upgrade::on(&mut req));
     let client_version = req.version();
     let req = forwardable(req, uri, is_upgrade);
+    let (req, token_ttl) = match perturb(shared, req, &mut exchange) {
+        Staged::Forward(req, token_ttl) => (req, token_ttl),
+        Staged::Respond(synthetic) => return respond(exchange, synthetic, client_version),
+    };
 
     let authority = req.uri().authority().cloned();
     let authority_str = authority.as_ref().map_or("", |a| a.as_str());
@@ -74,7 +79,139 @@ pub(crate) async fn handle(
     );
     parts.version = client_version;
     exchange.status = Some(parts.status);
-    Response::from_parts(parts, Tap::new(Body::Incoming(body), exchange))
+    let body = match token_ttl {
+        Some(expires_in) => rewrite_token_ttl(&mut parts, body, expires_in).await,
+        None => Body::Incoming(body),
+    };
+    Response::from_parts(parts, Tap::new(body, exchange))
+}
+
+/// What the rules made of a request.
+enum Staged {
+    /// Forward it; with `Some`, rewrite `expires_in` in the answer.
+    Forward(Request<Body>, Option<i64>),
+    /// Answer at once (`respond`).
+    Respond(Synthetic),
+}
+
+/// Finds the rule that owns the request and applies its action when its
+/// `when` fires. The rule set is read once: a reload mid-exchange does not
+/// change the owner.
+fn perturb(shared: &Shared, req: Request<Body>, exchange: &mut Exchange) -> Staged {
+    let rules = shared.config.rules.load();
+    let (mut parts, body) = req.into_parts();
+    let host = parts
+        .uri
+        .host()
+        .unwrap_or("")
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let Some(selected) = rules.select(&parts, host) else {
+        exchange.verdict = Some("untouched");
+        return Staged::Forward(Request::from_parts(parts, body), None);
+    };
+    let rule = selected.rule;
+    exchange.rule = Some(rule.name.clone());
+    if !selected.fired {
+        exchange.verdict = Some("untouched");
+        return Staged::Forward(Request::from_parts(parts, body), None);
+    }
+    exchange.action = Some(rule.action_name);
+    let mut random = |buf: &mut [u8]| {
+        // The system RNG does not fail on Linux; a zeroed buffer would still
+        // be a (predictable) garbage token, never a panic.
+        let _ = rustls::crypto::ring::default_provider()
+            .secure_random
+            .fill(buf);
+    };
+    let now_secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let mut cx = perturb::action::Context {
+        now_secs,
+        random: &mut random,
+    };
+    match perturb::apply(
+        &rule.action,
+        &rule.place,
+        &mut parts,
+        selected.found.as_ref(),
+        &mut cx,
+    ) {
+        Applied::Respond(synthetic) => {
+            exchange.verdict = Some("synthetic");
+            Staged::Respond(synthetic)
+        }
+        Applied::Skipped(reason) => {
+            exchange.verdict = Some("skipped");
+            tracing::debug!(rule = %rule.name, "action skipped: {reason}");
+            Staged::Forward(Request::from_parts(parts, body), None)
+        }
+        Applied::Forward { .. } => {
+            let has_expectation = rule.expect.is_some()
+                || !matches!(
+                    rule.action,
+                    Action::Inject(_) | Action::TokenTtl { .. } | Action::Pass
+                );
+            if !has_expectation {
+                exchange.verdict = Some("untouched");
+            }
+            let token_ttl = match rule.action {
+                Action::TokenTtl { expires_in } => Some(expires_in),
+                _ => None,
+            };
+            Staged::Forward(Request::from_parts(parts, body), token_ttl)
+        }
+    }
+}
+
+/// The answer of a `respond` rule.
+fn respond(mut exchange: Exchange, synthetic: Synthetic, version: Version) -> Response<Tap<Body>> {
+    let mut res = Response::new(Body::full(synthetic.body));
+    *res.status_mut() = synthetic.status;
+    *res.headers_mut() = synthetic.headers;
+    *res.version_mut() = version;
+    exchange.status = Some(synthetic.status);
+    res.map(|body| Tap::new(body, exchange))
+}
+
+/// Largest token endpoint answer `token_ttl` reads whole to rewrite.
+const TOKEN_TTL_LIMIT: usize = 1024 * 1024;
+
+/// Reads the answer up to `TOKEN_TTL_LIMIT` and rewrites `expires_in`; a
+/// larger body, or one that is not a JSON object with `expires_in`, passes
+/// unchanged (what was read is sent first, the rest streams).
+async fn rewrite_token_ttl(
+    parts: &mut http::response::Parts,
+    mut body: Incoming,
+    expires_in: i64,
+) -> Body {
+    use http_body_util::BodyExt;
+    let mut read = bytes::BytesMut::new();
+    loop {
+        if read.len() > TOKEN_TTL_LIMIT {
+            return Body::Resumed(Some(read.freeze()), body);
+        }
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    read.extend_from_slice(data);
+                }
+            }
+            Some(Err(err)) => {
+                tracing::debug!("token_ttl: the upstream body broke off: {err}");
+                return Body::full(read.freeze());
+            }
+            None => break,
+        }
+    }
+    match perturb::action::rewrite_expires_in(&read, expires_in) {
+        Some(rewritten) => {
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+            Body::full(rewritten)
+        }
+        None => Body::full(read.freeze()),
+    }
 }
 
 /// Checks every request on the plain listener passes, CONNECT included:

@@ -16,6 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use base64::Engine;
 use http::HeaderMap;
 use tokio::net::TcpListener;
@@ -23,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::host::HostGlobs;
+use crate::rules::set::RuleSet;
 use crate::tls::{Ca, LeafCache};
 
 pub use body::Body;
@@ -46,6 +48,8 @@ pub struct Config {
     pub proxy_auth: Option<ProxyAuth>,
     /// A request whose header section is larger gets 431.
     pub max_header_bytes: usize,
+    /// The rules consulted for every exchange; swapped whole on reload.
+    pub rules: Arc<ArcSwap<RuleSet>>,
 }
 
 impl Config {
@@ -59,6 +63,7 @@ impl Config {
             upstream: upstream::Config::default(),
             proxy_auth: None,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            rules: Arc::new(ArcSwap::from_pointee(RuleSet::empty(0))),
         }
     }
 }

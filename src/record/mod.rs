@@ -28,6 +28,13 @@ pub struct Exchange {
     pub status: Option<StatusCode>,
     /// The code of an error the proxy answered itself (SPEC section 9).
     pub error: Option<&'static str>,
+    /// The rule that owned the exchange, if any.
+    pub rule: Option<String>,
+    /// The action of that rule, when its `when` fired.
+    pub action: Option<&'static str>,
+    /// The verdict, where it is known without judging the response
+    /// (`untouched`, `skipped`, `synthetic`); judging is issue #4's.
+    pub verdict: Option<&'static str>,
 }
 
 /// How the response body ended.
@@ -50,6 +57,9 @@ impl Exchange {
             started: Instant::now(),
             status: None,
             error: None,
+            rule: None,
+            action: None,
+            verdict: None,
         }
     }
 
@@ -73,11 +83,14 @@ impl std::fmt::Display for LogLine<'_> {
         let exchange = self.exchange;
         write!(
             f,
-            "{} {} {} {}ms rule=- action=- verdict=-",
+            "{} {} {} {}ms rule={} action={} verdict={}",
             exchange.method,
             redact::Url(&exchange.url),
             exchange.status.map_or(0, |s| s.as_u16()),
-            self.elapsed.as_millis()
+            self.elapsed.as_millis(),
+            exchange.rule.as_deref().unwrap_or("-"),
+            exchange.action.unwrap_or("-"),
+            exchange.verdict.unwrap_or("-"),
         )?;
         if let Some(code) = exchange.error {
             write!(f, " error={code}")?;

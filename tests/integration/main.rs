@@ -6,4 +6,5 @@ mod cli;
 mod connect;
 mod errors;
 mod forward;
+mod perturb;
 mod support;

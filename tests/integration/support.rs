@@ -268,6 +268,29 @@ async fn route(mut req: Request<Incoming>, state: Arc<UpstreamState>) -> Respons
             .collect();
         return Response::new(StreamBody::new(futures_util::stream::iter(chunks)).boxed_unsync());
     }
+    if path.starts_with("/inspect") {
+        let headers: Vec<serde_json::Value> = req
+            .headers()
+            .iter()
+            .map(|(k, v)| serde_json::json!([k.as_str(), v.to_str().unwrap_or("")]))
+            .collect();
+        let uri = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        return Response::new(full(
+            serde_json::json!({"uri": uri, "headers": headers}).to_string(),
+        ));
+    }
+    if path == "/token" {
+        let mut res = Response::new(full(
+            r#"{"access_token":"at-1","expires_in":3600,"token_type":"Bearer","scope":"a b"}"#,
+        ));
+        res.headers_mut()
+            .insert("content-type", "application/json".parse().expect("value"));
+        return res;
+    }
     if path == "/headers" {
         let map: serde_json::Map<String, serde_json::Value> = req
             .headers()
@@ -353,6 +376,15 @@ fn websocket_echo(req: &mut Request<Incoming>) -> Response<TestBody> {
         .header("sec-websocket-accept", accept)
         .body(full(Bytes::new()))
         .expect("response")
+}
+
+/// A rule set compiled from YAML text, for `TestProxy::start_with`.
+pub fn rules(yaml: &str) -> Arc<arc_swap::ArcSwap<authfault::rules::set::RuleSet>> {
+    let env = |name: &str| (name == "TEST_JWT_SECRET").then(|| "test-secret".to_string());
+    let parsed = authfault::rules::load::parse_text(Path::new("test.yaml"), yaml, &env)
+        .expect("rule file parses");
+    let set = authfault::rules::set::RuleSet::compile(&[parsed], &env, 7).expect("rules compile");
+    Arc::new(arc_swap::ArcSwap::from_pointee(set))
 }
 
 /// The proxy, started in-process with a fresh CA in a temporary folder and

@@ -1,0 +1,325 @@
+//! Rules applied by the running proxy: for each action and credential
+//! place, exactly what the upstream received.
+
+use authfault::credential::jwt;
+use base64::Engine;
+
+use crate::support::*;
+
+/// What the upstream saw of one request: its URI and headers.
+struct Seen {
+    uri: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+async fn through(
+    rules_yaml: &str,
+    request: impl FnOnce(&reqwest::Client, String) -> reqwest::RequestBuilder,
+) -> (u16, Seen, Upstream) {
+    let upstream = Upstream::https(Alpn::Both).await;
+    let proxy = TestProxy::start_with(&[upstream.ca.as_deref().expect("tls")], |config| {
+        config.rules = rules(rules_yaml);
+    })
+    .await;
+    let client = proxy.client(Alpn::Both);
+    let res = request(&client, upstream.url("/inspect/v1/orders"))
+        .send()
+        .await
+        .expect("answer");
+    let status = res.status().as_u16();
+    let json: serde_json::Value = res.json().await.unwrap_or(serde_json::Value::Null);
+    let headers = json["headers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|pair| {
+                    (
+                        pair[0].as_str().unwrap_or("").to_string(),
+                        pair[1].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let seen = Seen {
+        uri: json["uri"].as_str().unwrap_or("").to_string(),
+        headers,
+    };
+    (status, seen, upstream)
+}
+
+fn test_jwt(exp_offset: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let header = jwt::B64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let claims = jwt::B64.encode(
+        serde_json::json!({"sub": "ada", "iat": now - 60, "exp": now + exp_offset, "scope": "orders:read orders:write"})
+            .to_string(),
+    );
+    let input = format!("{header}.{claims}");
+    let key = jsonwebtoken::EncodingKey::from_secret(b"test-secret").expect("key");
+    let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &key, jsonwebtoken::Algorithm::HS256)
+        .expect("sign");
+    format!("{input}.{sig}")
+}
+
+fn verifies(token: &str) -> bool {
+    let (input, sig) = token.rsplit_once('.').expect("three parts");
+    let key = jsonwebtoken::DecodingKey::from_secret(b"test-secret").expect("key");
+    jsonwebtoken::crypto::verify(sig, input.as_bytes(), &key, jsonwebtoken::Algorithm::HS256)
+        .unwrap_or(false)
+}
+
+fn bearer(seen: &Seen) -> String {
+    seen.header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .expect("a bearer token")
+        .to_string()
+}
+
+#[tokio::test]
+async fn strip_removes_the_credential_from_each_place() {
+    let (_, seen, _) = through(
+        "rules:\n  - name: s\n    action: { strip: {} }\n",
+        |c, url| c.get(url).bearer_auth("tok-123"),
+    )
+    .await;
+    assert_eq!(seen.header("authorization"), None);
+
+    let (_, seen, _) = through(
+        "rules:\n  - name: s\n    credential: { query: api_key }\n    action: { strip: {} }\n",
+        |c, url| c.get(format!("{url}?page=2&api_key=k-1")),
+    )
+    .await;
+    assert_eq!(seen.uri, "/inspect/v1/orders?page=2");
+
+    let (_, seen, _) = through(
+        "rules:\n  - name: s\n    credential: { cookie: session }\n    action: { strip: {} }\n",
+        |c, url| c.get(url).header("cookie", "theme=dark; session=c-1"),
+    )
+    .await;
+    assert_eq!(seen.header("cookie"), Some("theme=dark"));
+}
+
+#[tokio::test]
+async fn replace_puts_the_named_token_in_each_place() {
+    let yaml = |place: &str| {
+        format!(
+            "tokens:\n  old: {{ value: rotated-out }}\nrules:\n  - name: r\n    credential: {place}\n    action: {{ replace: {{ token: old }} }}\n"
+        )
+    };
+    let (_, seen, _) = through(&yaml("{ header: authorization }"), |c, url| {
+        c.get(url).bearer_auth("current")
+    })
+    .await;
+    assert_eq!(seen.header("authorization"), Some("Bearer rotated-out"));
+    let (_, seen, _) = through(&yaml("{ header: x-api-key }"), |c, url| {
+        c.get(url).header("x-api-key", "current")
+    })
+    .await;
+    assert_eq!(seen.header("x-api-key"), Some("rotated-out"));
+    let (_, seen, _) = through(&yaml("{ query: api_key }"), |c, url| {
+        c.get(format!("{url}?api_key=current"))
+    })
+    .await;
+    assert_eq!(seen.uri, "/inspect/v1/orders?api_key=rotated-out");
+    let (_, seen, _) = through(&yaml("{ cookie: session }"), |c, url| {
+        c.get(url).header("cookie", "session=current")
+    })
+    .await;
+    assert_eq!(seen.header("cookie"), Some("session=rotated-out"));
+}
+
+#[tokio::test]
+async fn expire_with_a_key_sends_a_past_exp_that_verifies_under_the_key() {
+    let yaml = "keys:\n  qa: { alg: HS256, secret_env: TEST_JWT_SECRET }\nrules:\n  - name: e\n    action: { expire: { by: 1h, key: qa } }\n";
+    let token = test_jwt(3600);
+    let (_, seen, _) = through(yaml, |c, url| c.get(url).bearer_auth(&token)).await;
+    let sent = bearer(&seen);
+    assert_ne!(sent, token);
+    let decoded = jwt::decode(&sent).expect("a JWT");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let exp = decoded.numeric("exp").expect("exp");
+    assert!(
+        exp <= now - 3500 && exp >= now - 3700,
+        "exp {exp} is about an hour ago"
+    );
+    assert!(verifies(&sent), "re-signed with the rule's key");
+}
+
+#[tokio::test]
+async fn scope_and_claims_change_the_jwt() {
+    let token = test_jwt(3600);
+    let (_, seen, _) = through(
+        "rules:\n  - name: s\n    action: { scope: { remove: [orders:write] } }\n",
+        |c, url| c.get(url).bearer_auth(&token),
+    )
+    .await;
+    let sent = bearer(&seen);
+    assert_eq!(
+        jwt::decode(&sent).expect("jwt").claims["scope"],
+        "orders:read"
+    );
+    assert!(
+        !verifies(&sent),
+        "without a key the old signature no longer holds"
+    );
+
+    let (_, seen, _) = through(
+        "rules:\n  - name: c\n    action: { claims: { set: { aud: other-api }, remove: [sub] } }\n",
+        |c, url| c.get(url).bearer_auth(&token),
+    )
+    .await;
+    let claims = jwt::decode(&bearer(&seen)).expect("jwt").claims;
+    assert_eq!(claims["aud"], "other-api");
+    assert!(claims.get("sub").is_none());
+}
+
+#[tokio::test]
+async fn each_corrupt_mode_sends_what_it_says() {
+    let token = test_jwt(3600);
+    let rule = |mode: &str| {
+        format!("rules:\n  - name: c\n    action: {{ corrupt: {{ mode: {mode} }} }}\n")
+    };
+
+    let (_, seen, _) = through(&rule("signature"), |c, url| c.get(url).bearer_auth(&token)).await;
+    let sent = bearer(&seen);
+    assert_eq!(
+        sent.rsplit_once('.').expect("parts").0,
+        token.rsplit_once('.').expect("parts").0
+    );
+    assert!(!verifies(&sent));
+
+    let (_, seen, _) = through(&rule("truncate"), |c, url| c.get(url).bearer_auth(&token)).await;
+    assert_eq!(bearer(&seen), token[..token.len() / 2]);
+
+    let (_, seen, _) = through(&rule("alg_none"), |c, url| c.get(url).bearer_auth(&token)).await;
+    let sent = bearer(&seen);
+    assert!(sent.ends_with('.'));
+    assert_eq!(jwt::decode(&sent).expect("jwt").alg(), Some("none"));
+
+    let (_, seen, _) = through(&rule("garbage"), |c, url| c.get(url).bearer_auth(&token)).await;
+    assert_ne!(bearer(&seen), token);
+
+    let (_, seen, _) = through(&rule("scheme"), |c, url| c.get(url).bearer_auth(&token)).await;
+    assert_eq!(
+        seen.header("authorization"),
+        Some(format!("Basic {token}").as_str())
+    );
+
+    let (_, seen, _) = through(&rule("empty"), |c, url| c.get(url).bearer_auth(&token)).await;
+    assert_eq!(seen.header("authorization"), Some("Bearer"));
+
+    let (_, seen, _) = through(&rule("duplicate"), |c, url| c.get(url).bearer_auth(&token)).await;
+    assert_eq!(seen.all("authorization").len(), 2);
+
+    let (_, seen, _) = through(&rule("lowercase_scheme"), |c, url| {
+        c.get(url).bearer_auth(&token)
+    })
+    .await;
+    assert_eq!(
+        seen.header("authorization"),
+        Some(format!("bearer {token}").as_str())
+    );
+}
+
+#[tokio::test]
+async fn respond_answers_without_contacting_the_upstream() {
+    let (status, _, upstream) = through(
+        "rules:\n  - name: r\n    action: { respond: {} }\n",
+        |c, url| c.get(url).bearer_auth("t"),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(upstream.hits(), 0);
+}
+
+#[tokio::test]
+async fn inject_mint_adds_a_fresh_jwt_valid_for_its_ttl() {
+    let yaml = "keys:\n  qa: { alg: HS256, secret_env: TEST_JWT_SECRET }\nrules:\n  - name: m\n    action: { inject: { mint: { key: qa, ttl: 10m, claims: { sub: svc } } } }\n";
+    let (_, seen, _) = through(yaml, |c, url| c.get(url)).await;
+    let sent = bearer(&seen);
+    assert!(verifies(&sent));
+    let decoded = jwt::decode(&sent).expect("jwt");
+    assert_eq!(
+        decoded.numeric("exp").expect("exp") - decoded.numeric("iat").expect("iat"),
+        600
+    );
+    assert_eq!(decoded.claims["sub"], "svc");
+}
+
+#[tokio::test]
+async fn token_ttl_rewrites_expires_in_and_nothing_else() {
+    let upstream = Upstream::https(Alpn::Both).await;
+    let proxy = TestProxy::start_with(&[upstream.ca.as_deref().expect("tls")], |config| {
+        config.rules = rules("rules:\n  - name: t\n    match: { path: \"^/token\" }\n    action: { token_ttl: { expires_in: 5 } }\n");
+    })
+    .await;
+    let body = proxy
+        .client(Alpn::Both)
+        .post(upstream.url("/token"))
+        .send()
+        .await
+        .expect("answer")
+        .text()
+        .await
+        .expect("body");
+    assert_eq!(
+        body,
+        r#"{"access_token":"at-1","expires_in":5,"token_type":"Bearer","scope":"a b"}"#
+    );
+}
+
+#[tokio::test]
+async fn times_caps_perturbations_exactly_under_concurrent_requests() {
+    let upstream = Upstream::http().await;
+    let proxy = TestProxy::start_with(&[], |config| {
+        config.rules = rules("rules:\n  - name: s\n    when: { after_requests: 2, times: 3 }\n    action: { strip: {} }\n");
+    })
+    .await;
+    let client = proxy.client(Alpn::H1);
+    let requests = (0..12).map(|_| {
+        let client = client.clone();
+        let url = upstream.url("/headers");
+        async move {
+            let seen: serde_json::Value = client
+                .get(url)
+                .bearer_auth("t")
+                .send()
+                .await
+                .expect("answer")
+                .json()
+                .await
+                .expect("json");
+            seen.get("authorization").is_none()
+        }
+    });
+    let stripped = futures_util::future::join_all(requests)
+        .await
+        .into_iter()
+        .filter(|s| *s)
+        .count();
+    assert_eq!(stripped, 3);
+}
