@@ -323,3 +323,62 @@ async fn times_caps_perturbations_exactly_under_concurrent_requests() {
         .count();
     assert_eq!(stripped, 3);
 }
+
+#[tokio::test]
+async fn the_shipped_rules_perturb_nothing_until_a_scenario_is_switched_on() {
+    let env = |_: &str| None;
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules");
+    let files = authfault::rules::load::load(&[dir], &env).expect("the shipped rules load");
+    let set = authfault::rules::set::RuleSet::compile(&files, &env, 1).expect("and compile");
+    let shared = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(set));
+    let upstream = Upstream::http().await;
+    let proxy = TestProxy::start_with(&[], |config| config.rules = shared.clone()).await;
+    let client = proxy.client(Alpn::H1);
+    let token = test_jwt(3600);
+    let sent = |seen: serde_json::Value| {
+        seen["authorization"]
+            .as_str()
+            .expect("authorization")
+            .to_string()
+    };
+
+    let seen = client
+        .get(upstream.url("/headers"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        sent(seen),
+        format!("Bearer {token}"),
+        "no scenario: untouched"
+    );
+
+    shared
+        .load()
+        .set_scenario(Some("expired"))
+        .expect("the expired scenario exists");
+    let seen = client
+        .get(upstream.url("/headers"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("json");
+    let after = sent(seen);
+    let after = after.strip_prefix("Bearer ").expect("bearer");
+    let exp = jwt::decode(after)
+        .expect("jwt")
+        .numeric("exp")
+        .expect("exp");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    assert!(exp < now, "scenario expired: the token arrives expired");
+}
