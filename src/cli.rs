@@ -382,6 +382,24 @@ fn run_proxy(args: RunArgs) -> anyhow::Result<Outcome> {
                 "--insecure-upstream: upstream certificates are NOT verified; anyone on the path to an upstream can read and change this traffic"
             );
         }
+        let paths = rule_paths(&args);
+        let reloader = Arc::new(crate::rules::watch::Reloader::new(
+            paths.clone(),
+            config.rules.load().seed(),
+            config.rules.clone(),
+        ));
+        // Kept alive until shutdown: dropping it stops the watching.
+        let _watch = if paths.is_empty() {
+            None
+        } else {
+            match crate::rules::watch::watch(reloader) {
+                Ok(watch) => Some(watch),
+                Err(err) => {
+                    tracing::warn!("cannot watch the rule files ({err}); changes need a restart");
+                    None
+                }
+            }
+        };
         let running = Proxy::start(config, ca).await?;
         print_banner(&running);
         shutdown_signal().await;

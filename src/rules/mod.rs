@@ -6,6 +6,7 @@ pub mod load;
 pub mod matcher;
 pub mod schema;
 pub mod set;
+pub mod watch;
 pub mod when;
 pub mod yaml;
 

@@ -176,6 +176,11 @@ impl RuleSet {
         })
     }
 
+    /// The seed of `probability` draws.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
     /// The rules, in file order.
     pub fn rules(&self) -> &[Rule] {
         &self.rules

@@ -382,3 +382,72 @@ async fn the_shipped_rules_perturb_nothing_until_a_scenario_is_switched_on() {
         .as_secs() as i64;
     assert!(exp < now, "scenario expired: the token arrives expired");
 }
+
+/// Polls `probe` until it holds, failing after the guard time: for changes
+/// that happen on another thread (a file watcher), never a fixed sleep.
+async fn eventually(mut probe: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + GUARD;
+    while !probe().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached in time"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_changed_rule_file_applies_to_the_next_request_and_an_invalid_one_keeps_the_old_rules() {
+    use authfault::rules::watch::{Reloader, watch};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("live.yaml");
+    let rule = |value: &str| {
+        format!("rules:\n  - name: live\n    action: {{ replace: {{ value: {value} }} }}\n")
+    };
+    std::fs::write(&file, rule("first")).expect("write");
+    let env = |_: &str| None;
+    let files = authfault::rules::load::load(std::slice::from_ref(&file), &env).expect("loads");
+    let set = authfault::rules::set::RuleSet::compile(&files, &env, 1).expect("compiles");
+    let shared = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(set));
+    let reloader = std::sync::Arc::new(Reloader::new(vec![file.clone()], 1, shared.clone()));
+    let _watch = watch(reloader.clone()).expect("watching");
+
+    let upstream = Upstream::http().await;
+    let proxy = TestProxy::start_with(&[], |config| config.rules = shared.clone()).await;
+    let client = proxy.client(Alpn::H1);
+    let sent = async |client: &reqwest::Client| -> String {
+        let seen: serde_json::Value = client
+            .get(upstream.url("/headers"))
+            .bearer_auth("original")
+            .send()
+            .await
+            .expect("answer")
+            .json()
+            .await
+            .expect("json");
+        seen["authorization"].as_str().unwrap_or("").to_string()
+    };
+    assert_eq!(sent(&client).await, "Bearer first");
+
+    std::fs::write(&file, rule("second")).expect("rewrite");
+    eventually(async || sent(&client).await == "Bearer second").await;
+
+    let attempts = reloader.attempts();
+    let reloads = reloader.reloads();
+    std::fs::write(
+        &file,
+        "rules:\n  - name: live\n    action: { explode: {} }\n",
+    )
+    .expect("break it");
+    eventually(async || reloader.attempts() > attempts).await;
+    assert_eq!(
+        sent(&client).await,
+        "Bearer second",
+        "an invalid file keeps the old rules"
+    );
+    assert_eq!(
+        reloader.reloads(),
+        reloads,
+        "the invalid file was not swapped in"
+    );
+}
