@@ -40,6 +40,11 @@ pub enum Command {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
     },
+    /// Decode tokens.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Manage the certificate authority that signs intercepted hosts' certificates.
     Ca {
         #[command(subcommand)]
@@ -47,6 +52,17 @@ pub enum Command {
         /// Folder of ca.pem and ca-key.pem.
         #[arg(long, env = "AUTHFAULT_CA_DIR", default_value = "certs", global = true)]
         ca_dir: PathBuf,
+    },
+}
+
+/// What `authfault token` does.
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Show a JWT's header, claims and expiry in words; nothing is verified.
+    Inspect {
+        /// The token (a `Bearer ` prefix is fine), or `-` to read it from
+        /// stdin and keep it out of the shell history.
+        token: String,
     },
 }
 
@@ -185,6 +201,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         Command::Run(run) => run_proxy(*run),
         Command::Ca { action, ca_dir } => run_ca(&action, &ca_dir),
         Command::Check { paths } => run_check(&paths),
+        Command::Token {
+            action: TokenAction::Inspect { token },
+        } => run_inspect(&token),
     }
 }
 
@@ -192,7 +211,28 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 pub fn log_format(args: &Args) -> LogFormat {
     match &args.command {
         Command::Run(run) => run.log_format,
-        Command::Ca { .. } | Command::Check { .. } => LogFormat::Text,
+        Command::Ca { .. } | Command::Check { .. } | Command::Token { .. } => LogFormat::Text,
+    }
+}
+
+fn run_inspect(token: &str) -> anyhow::Result<Outcome> {
+    let token = if token == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .context("reading the token from stdin")?;
+        text
+    } else {
+        token.to_string()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    match crate::inspect::report(&token, now) {
+        Ok(report) => {
+            print!("{report}");
+            Ok(Outcome::Success)
+        }
+        Err(reason) => bail!("{reason}"),
     }
 }
 

@@ -22,6 +22,7 @@
 pub mod cli;
 pub mod credential;
 pub mod host;
+pub mod inspect;
 pub mod logging;
 pub mod perturb;
 pub mod proxy;

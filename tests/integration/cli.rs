@@ -259,3 +259,42 @@ async fn check_accepts_a_valid_folder_with_exit_0() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("1 rule(s)"), "{out}");
 }
+
+#[tokio::test]
+async fn token_inspect_reads_a_token_from_stdin_and_says_when_it_expired() {
+    use base64::Engine;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let token = format!(
+        "{}.{}.c2ln",
+        authfault::credential::jwt::B64.encode(br#"{"alg":"HS256","typ":"JWT"}"#),
+        authfault::credential::jwt::B64
+            .encode(format!(r#"{{"sub":"ada","exp":{}}}"#, now - 3 * 3600 - 30))
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = bin_command(dir.path())
+        .args(["token", "inspect", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    use tokio::io::AsyncWriteExt;
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(token.as_bytes()).await.expect("write");
+    drop(stdin);
+    let out = tokio::time::timeout(GUARD, child.wait_with_output())
+        .await
+        .expect("in time")
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("expired 3 h ago"), "{text}");
+    assert!(text.contains("\"sub\": \"ada\""), "{text}");
+
+    let (code, _, err) = run_to_end(&["token", "inspect", "opaque-value"], dir.path()).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("not a JWT"), "{err}");
+}
