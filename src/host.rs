@@ -11,19 +11,56 @@ pub struct GlobError {
     pub reason: String,
 }
 
-/// A compiled set of host globs, matched case-insensitively.
+/// A compiled set of host globs, matched case-insensitively. The common
+/// shapes (`*`, `api.example.com`, `*.example.com`) are matched by string
+/// comparison; the rest by a compiled glob set.
 #[derive(Debug, Clone)]
 pub struct HostGlobs {
     set: GlobSet,
     patterns: Vec<String>,
+    simple: Vec<Simple>,
+    has_complex: bool,
+}
+
+/// A glob whose meaning is a plain string test.
+#[derive(Debug, Clone)]
+enum Simple {
+    Any,
+    /// The whole host, lowercase.
+    Exact(String),
+    /// `*.example.com`: a host ending in `.example.com` (lowercase). A glob
+    /// `*` may match nothing, so `.example.com` itself matches, as in
+    /// globset.
+    Suffix(String),
+}
+
+fn is_plain(s: &str) -> bool {
+    !s.contains(['*', '?', '[', ']', '{', '}', '\\'])
+}
+
+fn simple(pattern: &str) -> Option<Simple> {
+    if pattern == "*" {
+        return Some(Simple::Any);
+    }
+    if is_plain(pattern) {
+        return Some(Simple::Exact(pattern.to_ascii_lowercase()));
+    }
+    let rest = pattern.strip_prefix('*')?;
+    is_plain(rest).then(|| Simple::Suffix(rest.to_ascii_lowercase()))
 }
 
 impl HostGlobs {
     /// Compiles `patterns` once; matching does no compilation.
     pub fn new<S: AsRef<str>>(patterns: &[S]) -> Result<Self, GlobError> {
         let mut builder = GlobSetBuilder::new();
+        let mut simples = Vec::new();
+        let mut has_complex = false;
         for pattern in patterns {
             let pattern = pattern.as_ref();
+            match simple(pattern) {
+                Some(s) => simples.push(s),
+                None => has_complex = true,
+            }
             let glob = GlobBuilder::new(pattern)
                 .case_insensitive(true)
                 .build()
@@ -44,6 +81,8 @@ impl HostGlobs {
         Ok(Self {
             set,
             patterns: patterns.iter().map(|p| p.as_ref().to_string()).collect(),
+            simple: simples,
+            has_complex,
         })
     }
 
@@ -59,7 +98,16 @@ impl HostGlobs {
 
     /// Whether `host` (without port) matches one of the globs.
     pub fn is_match(&self, host: &str) -> bool {
-        !self.patterns.is_empty() && self.set.is_match(host)
+        let simple_match = self.simple.iter().any(|s| match s {
+            Simple::Any => true,
+            Simple::Exact(exact) => host.eq_ignore_ascii_case(exact),
+            Simple::Suffix(suffix) => {
+                host.len() >= suffix.len()
+                    && host.is_char_boundary(host.len() - suffix.len())
+                    && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+            }
+        });
+        simple_match || (self.has_complex && self.set.is_match(host))
     }
 
     /// The patterns as given.
@@ -82,5 +130,20 @@ mod tests {
         assert!(!globs.is_match("other.test"));
         assert!(!HostGlobs::none().is_match("a"));
         assert!(HostGlobs::any().is_match("a.b"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_string_fast_path_agrees_with_the_glob_set(
+            host in "[a-zA-Z0-9.-]{0,20}",
+            pattern in "(\\*|\\*\\.[a-z]{1,4}(\\.[a-z]{1,3})?|[a-z]{1,4}\\.[a-z]{1,3}|[a-z]{1,3}\\*)",
+        ) {
+            let fast = HostGlobs::new(&[pattern.as_str()]).expect("valid");
+            let slow = GlobSetBuilder::new()
+                .add(GlobBuilder::new(&pattern).case_insensitive(true).build().expect("glob"))
+                .build()
+                .expect("set");
+            proptest::prop_assert_eq!(fast.is_match(&host), slow.is_match(&host));
+        }
     }
 }

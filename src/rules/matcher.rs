@@ -100,6 +100,11 @@ impl Matcher {
         })
     }
 
+    /// Whether matching needs the credential decoded as a JWT.
+    pub fn needs_jwt(&self) -> bool {
+        self.presence == Presence::Jwt || !self.claims.is_empty()
+    }
+
     /// Whether the request is one this rule owns. Cheapest checks first.
     pub fn is_match(&self, subject: &Subject<'_>) -> bool {
         let parts = subject.parts;

@@ -235,23 +235,46 @@ impl RuleSet {
         if self.rules.is_empty() {
             return None;
         }
-        // Most rules look at Authorization: find and decode it once.
+        // The scenario is read once: a switch applies from the next request.
+        let scenario = self
+            .scenario
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let members = scenario.as_deref().and_then(|s| self.scenarios.get(s));
+        // Most rules look at Authorization: find it once, decode it only if
+        // a rule needs the JWT.
         let default_found = Place::default().find(parts);
-        let default_jwt = default_found
-            .as_ref()
-            .and_then(|f| jwt::decode(&f.token).ok());
+        let mut default_jwt: Option<Option<Jwt>> = None;
         for (index, rule) in self.rules.iter().enumerate() {
-            if !self.is_active(index) {
+            let is_active = match members {
+                Some(members) => members.contains(&index),
+                None => rule.enabled.load(Ordering::Relaxed),
+            };
+            if !is_active {
                 continue;
             }
-            let is_default = rule.place.has_scheme();
             let own_found;
             let own_jwt: Option<Jwt>;
-            let (found, jwt) = if is_default {
-                (default_found.as_ref(), default_jwt.as_ref())
+            let (found, jwt) = if rule.place.has_scheme() {
+                let jwt = if rule.matcher.needs_jwt() {
+                    default_jwt
+                        .get_or_insert_with(|| {
+                            default_found
+                                .as_ref()
+                                .and_then(|f| jwt::decode(&f.token).ok())
+                        })
+                        .as_ref()
+                } else {
+                    None
+                };
+                (default_found.as_ref(), jwt)
             } else {
                 own_found = rule.place.find(parts);
-                own_jwt = own_found.as_ref().and_then(|f| jwt::decode(&f.token).ok());
+                own_jwt = if rule.matcher.needs_jwt() {
+                    own_found.as_ref().and_then(|f| jwt::decode(&f.token).ok())
+                } else {
+                    None
+                };
                 (own_found.as_ref(), own_jwt.as_ref())
             };
             let subject = Subject {
