@@ -451,3 +451,93 @@ async fn a_changed_rule_file_applies_to_the_next_request_and_an_invalid_one_keep
         "the invalid file was not swapped in"
     );
 }
+
+#[tokio::test]
+async fn jwt_and_corrupt_actions_work_on_query_and_cookie_credentials() {
+    let token = test_jwt(3600);
+    let (_, seen, _) = through(
+        "rules:\n  - name: q\n    credential: { query: access_token }\n    action: { expire: { by: 2h } }\n",
+        |c, url| c.get(format!("{url}?access_token={token}")),
+    )
+    .await;
+    let sent = seen
+        .uri
+        .split_once("access_token=")
+        .expect("parameter kept")
+        .1
+        .to_string();
+    let exp = jwt::decode(&sent)
+        .expect("jwt")
+        .numeric("exp")
+        .expect("exp");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    assert!(exp < now - 7000, "expired two hours ago");
+
+    let (_, seen, _) = through(
+        "rules:\n  - name: c\n    credential: { cookie: session }\n    action: { corrupt: { mode: truncate } }\n",
+        |c, url| c.get(url).header("cookie", "session=abcdefgh; theme=dark"),
+    )
+    .await;
+    assert_eq!(seen.header("cookie"), Some("session=abcd; theme=dark"));
+
+    let (_, seen, _) = through(
+        "rules:\n  - name: i\n    credential: { query: api_key }\n    action: { inject: { value: injected } }\n",
+        |c, url| c.get(format!("{url}?page=1")),
+    )
+    .await;
+    assert_eq!(seen.uri, "/inspect/v1/orders?page=1&api_key=injected");
+}
+
+/// How many of `n` concurrent requests a `probability: 0.5` rule with
+/// `seed` stripped, on a fresh proxy.
+async fn stripped_with_seed(seed: u64, n: usize) -> usize {
+    let env = |_: &str| None;
+    let parsed = authfault::rules::load::parse_text(
+        std::path::Path::new("p.yaml"),
+        "rules:\n  - name: coin\n    when: { probability: 0.5 }\n    action: { strip: {} }\n",
+        &env,
+    )
+    .expect("parses");
+    let set = authfault::rules::set::RuleSet::compile(&[parsed], &env, seed).expect("compiles");
+    let upstream = Upstream::http().await;
+    let proxy = TestProxy::start_with(&[], |config| {
+        config.rules = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(set));
+    })
+    .await;
+    let client = proxy.client(Alpn::H1);
+    let requests = (0..n).map(|_| {
+        let client = client.clone();
+        let url = upstream.url("/headers");
+        async move {
+            let seen: serde_json::Value = client
+                .get(url)
+                .bearer_auth("t")
+                .send()
+                .await
+                .expect("answer")
+                .json()
+                .await
+                .expect("json");
+            seen.get("authorization").is_none()
+        }
+    });
+    futures_util::future::join_all(requests)
+        .await
+        .into_iter()
+        .filter(|s| *s)
+        .count()
+}
+
+#[tokio::test]
+async fn probability_with_a_seed_gives_the_same_count_under_concurrent_requests() {
+    let first = stripped_with_seed(2026, 60).await;
+    assert_eq!(
+        first,
+        stripped_with_seed(2026, 60).await,
+        "same seed, same count"
+    );
+    assert!(first > 10 && first < 50, "{first} of 60 at p=0.5");
+}
