@@ -298,3 +298,74 @@ async fn token_inspect_reads_a_token_from_stdin_and_says_when_it_expired() {
     assert_eq!(code, 2);
     assert!(err.contains("not a JWT"), "{err}");
 }
+
+#[tokio::test]
+async fn run_refuses_invalid_rules_and_unknown_scenarios_with_exit_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "rules:\n  - name: a\n    action: { strip: {} }\n    when: { idle: soon }\n",
+    )
+    .expect("write");
+    let (code, _, err) = run_to_end(
+        &["run", "--listen", "127.0.0.1:0", "--rules", "bad.yaml"],
+        dir.path(),
+    )
+    .await;
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("bad.yaml:4:19: `soon` is not a duration"),
+        "{err}"
+    );
+
+    std::fs::write(
+        dir.path().join("ok.yaml"),
+        "scenarios:\n  s: [a]\nrules:\n  - name: a\n    action: { strip: {} }\n",
+    )
+    .expect("write");
+    let (code, _, err) = run_to_end(
+        &[
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--rules",
+            "ok.yaml",
+            "--scenario",
+            "nope",
+        ],
+        dir.path(),
+    )
+    .await;
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown scenario `nope`; defined: s"), "{err}");
+}
+
+#[tokio::test]
+async fn run_with_a_scenario_logs_the_rule_and_action_of_each_exchange() {
+    let upstream = Upstream::http().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("r.yaml"),
+        "scenarios:\n  missing: [no-cred]\nrules:\n  - name: no-cred\n    enabled: false\n    action: { strip: {} }\n",
+    )
+    .expect("write");
+    let proxy = BinProxy::spawn(&["--rules", "r.yaml", "--scenario", "missing"], dir.path()).await;
+    let client = client_via(&proxy.url(), "", Alpn::H1, None);
+    let seen: serde_json::Value = client
+        .get(upstream.url("/headers"))
+        .bearer_auth("tok")
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        seen.get("authorization").is_none(),
+        "the scenario's rule stripped it"
+    );
+    proxy.signal("TERM");
+    let (status, log) = proxy.wait().await;
+    assert!(status.success());
+    assert!(log.contains("rule=no-cred action=strip"), "{log}");
+}
