@@ -292,15 +292,16 @@ async fn token_ttl_rewrites_expires_in_and_nothing_else() {
     );
 }
 
-#[tokio::test]
-async fn times_caps_perturbations_exactly_under_concurrent_requests() {
+/// Sends `n` requests with a bearer token at once through a proxy with
+/// `rule_set`; returns how many reached the upstream without it.
+async fn stripped_of(
+    rule_set: std::sync::Arc<arc_swap::ArcSwap<authfault::rules::set::RuleSet>>,
+    n: usize,
+) -> usize {
     let upstream = Upstream::http().await;
-    let proxy = TestProxy::start_with(&[], |config| {
-        config.rules = rules("rules:\n  - name: s\n    when: { after_requests: 2, times: 3 }\n    action: { strip: {} }\n");
-    })
-    .await;
+    let proxy = TestProxy::start_with(&[], |config| config.rules = rule_set).await;
     let client = proxy.client(Alpn::H1);
-    let requests = (0..12).map(|_| {
+    let requests = (0..n).map(|_| {
         let client = client.clone();
         let url = upstream.url("/headers");
         async move {
@@ -316,12 +317,19 @@ async fn times_caps_perturbations_exactly_under_concurrent_requests() {
             seen.get("authorization").is_none()
         }
     });
-    let stripped = futures_util::future::join_all(requests)
+    futures_util::future::join_all(requests)
         .await
         .into_iter()
         .filter(|s| *s)
-        .count();
-    assert_eq!(stripped, 3);
+        .count()
+}
+
+#[tokio::test]
+async fn times_caps_perturbations_exactly_under_concurrent_requests() {
+    let set = rules(
+        "rules:\n  - name: s\n    when: { after_requests: 2, times: 3 }\n    action: { strip: {} }\n",
+    );
+    assert_eq!(stripped_of(set, 12).await, 3);
 }
 
 #[tokio::test]
@@ -502,33 +510,7 @@ async fn stripped_with_seed(seed: u64, n: usize) -> usize {
     )
     .expect("parses");
     let set = authfault::rules::set::RuleSet::compile(&[parsed], &env, seed).expect("compiles");
-    let upstream = Upstream::http().await;
-    let proxy = TestProxy::start_with(&[], |config| {
-        config.rules = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(set));
-    })
-    .await;
-    let client = proxy.client(Alpn::H1);
-    let requests = (0..n).map(|_| {
-        let client = client.clone();
-        let url = upstream.url("/headers");
-        async move {
-            let seen: serde_json::Value = client
-                .get(url)
-                .bearer_auth("t")
-                .send()
-                .await
-                .expect("answer")
-                .json()
-                .await
-                .expect("json");
-            seen.get("authorization").is_none()
-        }
-    });
-    futures_util::future::join_all(requests)
-        .await
-        .into_iter()
-        .filter(|s| *s)
-        .count()
+    stripped_of(std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(set)), n).await
 }
 
 #[tokio::test]
