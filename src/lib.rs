@@ -29,3 +29,4 @@ pub mod proxy;
 pub mod record;
 pub mod rules;
 pub mod tls;
+pub mod verdict;
