@@ -224,10 +224,7 @@ fn run_inspect(token: &str) -> anyhow::Result<Outcome> {
     } else {
         token.to_string()
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    match crate::inspect::report(&token, now) {
+    match crate::inspect::report(&token, crate::credential::jwt::now_secs()) {
         Ok(report) => {
             print!("{report}");
             Ok(Outcome::Success)
@@ -381,9 +378,8 @@ fn load_rules(args: &RunArgs) -> anyhow::Result<RuleSet> {
 
 fn random_seed() -> u64 {
     let mut bytes = [0u8; 8];
-    let _ = rustls::crypto::ring::default_provider()
-        .secure_random
-        .fill(&mut bytes);
+    // Without an RNG the seed is 0: still a valid, logged, repeatable seed.
+    let _ = crate::tls::fill_random(&mut bytes);
     u64::from_le_bytes(bytes)
 }
 

@@ -83,7 +83,7 @@ pub(crate) fn exchange(exchange: &Exchange, end: BodyEnd, elapsed: Duration) {
             client = %exchange.client,
             rule = exchange.rule.as_deref().unwrap_or("-"),
             action = exchange.action.unwrap_or("-"),
-            verdict = exchange.verdict.unwrap_or("-"),
+            verdict = exchange.verdict.map_or("-", crate::verdict::Verdict::as_str),
             error = exchange.error.unwrap_or("-"),
             response_bytes = end.bytes,
             complete = end.is_complete,

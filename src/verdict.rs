@@ -8,7 +8,7 @@ use http::HeaderMap;
 use http::header::{HeaderName, WWW_AUTHENTICATE};
 use regex::Regex;
 
-use crate::perturb::CorruptMode;
+use crate::perturb::{Action, CorruptMode};
 use crate::rules::schema::ExpectSpec;
 
 /// The judgement of one exchange.
@@ -115,19 +115,17 @@ impl Expectation {
         }
     }
 
-    /// The default of SPEC section 5 for an action (by name, with its corrupt
-    /// mode and whether the token was re-signed); `None` for actions without
-    /// one (`respond`, `inject`, `token_ttl`, `pass`).
-    pub fn default_for(
-        action: &str,
-        mode: Option<CorruptMode>,
-        was_resigned: bool,
-    ) -> Option<Self> {
+    /// The default of SPEC section 5 for an action, given whether the token
+    /// was re-signed; `None` for actions without one (`respond`, `inject`,
+    /// `token_ttl`, `pass`).
+    pub fn default_for(action: &Action, was_resigned: bool) -> Option<Self> {
         match action {
-            "strip" | "replace" | "expire" | "claims" => Some(Self::defaults(&[401])),
-            "scope" if was_resigned => Some(Self::defaults(&[403])),
-            "scope" => Some(Self::defaults(&[401])),
-            "corrupt" => Some(match mode? {
+            Action::Strip | Action::Replace(_) | Action::Expire { .. } | Action::Claims { .. } => {
+                Some(Self::defaults(&[401]))
+            }
+            Action::Scope { .. } if was_resigned => Some(Self::defaults(&[403])),
+            Action::Scope { .. } => Some(Self::defaults(&[401])),
+            Action::Corrupt(mode) => Some(match mode {
                 CorruptMode::Signature
                 | CorruptMode::Truncate
                 | CorruptMode::AlgNone
@@ -144,7 +142,7 @@ impl Expectation {
                     needs_challenge: false,
                 },
             }),
-            _ => None,
+            Action::Respond(_) | Action::Inject(_) | Action::TokenTtl { .. } | Action::Pass => None,
         }
     }
 
@@ -304,12 +302,22 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_action_table() {
-        let scope_signed = Expectation::default_for("scope", None, true).expect("default");
+        let scope = Action::Scope {
+            change: crate::perturb::token::ScopeChange::Set("read".into()),
+            claim: None,
+            key: None,
+        };
+        let scope_signed = Expectation::default_for(&scope, true).expect("default");
         assert_eq!(run(&scope_signed, 403, &[], b"").verdict, Verdict::Enforced);
-        let scheme =
-            Expectation::default_for("corrupt", Some(CorruptMode::Scheme), false).expect("default");
+        let scope_unsigned = Expectation::default_for(&scope, false).expect("default");
+        assert_eq!(
+            run(&scope_unsigned, 403, &[], b"").verdict,
+            Verdict::Mismatch
+        );
+        let scheme = Expectation::default_for(&Action::Corrupt(CorruptMode::Scheme), false)
+            .expect("default");
         assert_eq!(run(&scheme, 400, &[], b"").verdict, Verdict::Enforced);
-        let lower = Expectation::default_for("corrupt", Some(CorruptMode::LowercaseScheme), false)
+        let lower = Expectation::default_for(&Action::Corrupt(CorruptMode::LowercaseScheme), false)
             .expect("default");
         assert_eq!(run(&lower, 204, &[], b"").verdict, Verdict::Enforced);
         assert_eq!(
@@ -317,10 +325,20 @@ mod tests {
             Verdict::Mismatch,
             "rejecting `bearer` is wrong"
         );
-        for none in ["respond", "inject", "token_ttl", "pass"] {
+        let without = [
+            Action::Respond(crate::perturb::Synthetic::rfc6750(
+                http::StatusCode::UNAUTHORIZED,
+            )),
+            Action::Inject(crate::perturb::action::Injection::Token(
+                crate::perturb::action::Secret("t".into()),
+            )),
+            Action::TokenTtl { expires_in: 5 },
+            Action::Pass,
+        ];
+        for action in &without {
             assert!(
-                Expectation::default_for(none, None, false).is_none(),
-                "{none}"
+                Expectation::default_for(action, false).is_none(),
+                "{action:?}"
             );
         }
     }

@@ -52,6 +52,13 @@ pub fn decode(token: &str) -> Result<Jwt, DecodeError> {
     })
 }
 
+/// Now, in seconds since the epoch: the unit of `exp`, `iat` and `nbf`.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// Whether `token` decodes as a JWT.
 pub fn is_jwt(token: &str) -> bool {
     decode(token).is_ok()

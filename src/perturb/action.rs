@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::StatusCode;
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderValue};
 use http::request::Parts;
 use serde_json::{Map, Value};
 
@@ -160,6 +160,36 @@ pub fn apply(
     }
 }
 
+/// The request goes on with `after` in the credential's place.
+fn forward(after: Option<String>, was_resigned: bool) -> Result<Applied, String> {
+    Ok(Applied::Forward {
+        after,
+        was_resigned,
+    })
+}
+
+/// Puts `token` in the credential's place and forwards.
+fn put(
+    place: &Place,
+    parts: &mut Parts,
+    token: String,
+    was_resigned: bool,
+) -> Result<Applied, String> {
+    place.set(parts, &token).map_err(|e| e.to_string())?;
+    forward(Some(token), was_resigned)
+}
+
+/// The token of a JWT mutation; an opaque credential cannot take it.
+fn jwt_only(mutated: Mutated) -> Result<(String, bool), String> {
+    match mutated {
+        Mutated::Jwt {
+            token,
+            was_resigned,
+        } => Ok((token, was_resigned)),
+        Mutated::NotJwt => Err("the credential is not a JWT".to_string()),
+    }
+}
+
 fn run(
     action: &Action,
     place: &Place,
@@ -168,62 +198,56 @@ fn run(
     cx: &mut Context<'_>,
 ) -> Result<Applied, String> {
     let token = found.map(|f| f.token.as_str());
-    let set = |parts: &mut Parts, new: String, was_resigned: bool| -> Result<Applied, String> {
-        place.set(parts, &new).map_err(|e| e.to_string())?;
-        Ok(Applied::Forward {
-            after: Some(new),
-            was_resigned,
-        })
-    };
-    let jwt_result = |parts: &mut Parts, m: Result<Mutated, KeyError>| -> Result<Applied, String> {
-        match m.map_err(|e| e.to_string())? {
-            Mutated::Jwt {
-                token,
-                was_resigned,
-            } => set(parts, token, was_resigned),
-            Mutated::NotJwt => Err("the credential is not a JWT".to_string()),
-        }
-    };
     let need = |what: &str| -> Result<&str, String> {
         token.ok_or_else(|| format!("no credential to {what}"))
     };
+    let mutated = |m: Result<Mutated, KeyError>| m.map_err(|e| e.to_string()).and_then(jwt_only);
 
     match action {
         Action::Strip => {
             place.remove(parts).map_err(|e| e.to_string())?;
-            Ok(Applied::Forward {
-                after: None,
-                was_resigned: false,
-            })
+            forward(None, false)
         }
-        Action::Replace(secret) => set(parts, secret.0.clone(), false),
+        Action::Replace(secret) => put(place, parts, secret.0.clone(), false),
         Action::Expire { by, key } => {
-            let m = token::expire(need("expire")?, *by, cx.now_secs, key.as_deref());
-            jwt_result(parts, m)
+            let (new, was_resigned) = mutated(token::expire(
+                need("expire")?,
+                *by,
+                cx.now_secs,
+                key.as_deref(),
+            ))?;
+            put(place, parts, new, was_resigned)
         }
         Action::Scope { change, claim, key } => {
-            let m = token::scope(need("change")?, change, claim.as_deref(), key.as_deref());
-            jwt_result(parts, m)
+            let (new, was_resigned) = mutated(token::scope(
+                need("change")?,
+                change,
+                claim.as_deref(),
+                key.as_deref(),
+            ))?;
+            put(place, parts, new, was_resigned)
         }
         Action::Claims {
             set: claims,
             remove,
             key,
         } => {
-            let m = token::claims(need("change")?, claims, remove, key.as_deref());
-            jwt_result(parts, m)
+            let (new, was_resigned) = mutated(token::claims(
+                need("change")?,
+                claims,
+                remove,
+                key.as_deref(),
+            ))?;
+            put(place, parts, new, was_resigned)
         }
         Action::Corrupt(mode) => corrupt(*mode, place, parts, found, cx),
         Action::Respond(synthetic) => Ok(Applied::Respond(synthetic.clone())),
-        Action::Inject(Injection::Token(secret)) => set(parts, secret.0.clone(), false),
+        Action::Inject(Injection::Token(secret)) => put(place, parts, secret.0.clone(), false),
         Action::Inject(Injection::Mint { key, ttl, claims }) => {
             let minted = mint(key, *ttl, claims, cx).map_err(|e| e.to_string())?;
-            set(parts, minted, true)
+            put(place, parts, minted, true)
         }
-        Action::TokenTtl { .. } | Action::Pass => Ok(Applied::Forward {
-            after: token.map(str::to_string),
-            was_resigned: false,
-        }),
+        Action::TokenTtl { .. } | Action::Pass => forward(token.map(str::to_string), false),
     }
 }
 
@@ -236,17 +260,7 @@ fn corrupt(
 ) -> Result<Applied, String> {
     let found = found.ok_or_else(|| "no credential to corrupt".to_string())?;
     let token = found.token.as_str();
-    let new_token = |parts: &mut Parts, new: String| -> Result<Applied, String> {
-        place.set(parts, &new).map_err(|e| e.to_string())?;
-        Ok(Applied::Forward {
-            after: Some(new),
-            was_resigned: false,
-        })
-    };
-    let jwt_only = |m: Mutated| match m {
-        Mutated::Jwt { token, .. } => Ok(token),
-        Mutated::NotJwt => Err("the credential is not a JWT".to_string()),
-    };
+    // The header-shape modes rewrite `Authorization` around its token.
     let scheme = || {
         if !place.has_scheme() {
             return Err(
@@ -256,47 +270,41 @@ fn corrupt(
         }
         Ok(found.scheme.clone().unwrap_or_else(|| "Bearer".to_string()))
     };
+    let raw =
+        |parts: &mut Parts, value: &str| place.set_raw(parts, value).map_err(|e| e.to_string());
     match mode {
-        CorruptMode::Signature => new_token(parts, jwt_only(token::flip_signature(token))?),
-        CorruptMode::AlgNone => new_token(parts, jwt_only(token::alg_none(token))?),
-        CorruptMode::Truncate => new_token(parts, token::truncate(token)),
+        CorruptMode::Signature => put(
+            place,
+            parts,
+            jwt_only(token::flip_signature(token))?.0,
+            false,
+        ),
+        CorruptMode::AlgNone => put(place, parts, jwt_only(token::alg_none(token))?.0, false),
+        CorruptMode::Truncate => put(place, parts, token::truncate(token), false),
         CorruptMode::Garbage => {
             let mut bytes = [0u8; 24];
             (cx.random)(&mut bytes);
-            new_token(parts, token::garbage(&bytes))
+            put(place, parts, token::garbage(&bytes), false)
         }
         CorruptMode::Scheme => {
-            let current = scheme()?;
-            let other = if current.eq_ignore_ascii_case("basic") {
+            let other = if scheme()?.eq_ignore_ascii_case("basic") {
                 "Bearer"
             } else {
                 "Basic"
             };
-            place
-                .set_raw(parts, &format!("{other} {token}"))
-                .map_err(|e| e.to_string())?;
-            Ok(Applied::Forward {
-                after: Some(token.to_string()),
-                was_resigned: false,
-            })
+            raw(parts, &format!("{other} {token}"))?;
+            forward(Some(token.to_string()), false)
         }
         CorruptMode::Empty => {
-            let current = scheme()?;
-            place.set_raw(parts, &current).map_err(|e| e.to_string())?;
-            Ok(Applied::Forward {
-                after: None,
-                was_resigned: false,
-            })
+            raw(parts, &scheme()?)?;
+            forward(None, false)
         }
         CorruptMode::LowercaseScheme => {
-            let current = scheme()?;
-            place
-                .set_raw(parts, &format!("{} {token}", current.to_ascii_lowercase()))
-                .map_err(|e| e.to_string())?;
-            Ok(Applied::Forward {
-                after: Some(token.to_string()),
-                was_resigned: false,
-            })
+            raw(
+                parts,
+                &format!("{} {token}", scheme()?.to_ascii_lowercase()),
+            )?;
+            forward(Some(token.to_string()), false)
         }
         CorruptMode::Duplicate => {
             let Place::Header(name) = place else {
@@ -305,13 +313,11 @@ fn corrupt(
             let value = parts
                 .headers
                 .get(name)
-                .cloned()
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
                 .ok_or_else(|| "no header to duplicate".to_string())?;
-            parts.headers.append(HeaderName::clone(name), value);
-            Ok(Applied::Forward {
-                after: Some(token.to_string()),
-                was_resigned: false,
-            })
+            place.append_raw(parts, &value).map_err(|e| e.to_string())?;
+            forward(Some(token.to_string()), false)
         }
     }
 }

@@ -21,6 +21,9 @@ pub enum Body {
     /// A streamed body whose first bytes were already read (and are sent
     /// first): a `token_ttl` answer too large to rewrite.
     Resumed(Option<Bytes>, Incoming),
+    /// The first bytes of a body whose stream then failed: they are sent,
+    /// then the error, so the client learns the body is incomplete.
+    Broken(Option<Bytes>, Option<hyper::Error>),
 }
 
 impl Body {
@@ -57,6 +60,10 @@ impl HttpBody for Body {
                 Some(bytes) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
                 None => Pin::new(rest).poll_frame(cx),
             },
+            Self::Broken(head, error) => match head.take() {
+                Some(bytes) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
+                None => Poll::Ready(error.take().map(Err)),
+            },
         }
     }
 
@@ -66,6 +73,7 @@ impl HttpBody for Body {
             Self::Full(bytes) => bytes.is_none(),
             Self::Incoming(body) => body.is_end_stream(),
             Self::Resumed(head, rest) => head.is_none() && rest.is_end_stream(),
+            Self::Broken(head, error) => head.is_none() && error.is_none(),
         }
     }
 
@@ -74,6 +82,7 @@ impl HttpBody for Body {
             Self::Empty => SizeHint::with_exact(0),
             Self::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Self::Incoming(body) => body.size_hint(),
+            Self::Broken(..) => SizeHint::new(),
             Self::Resumed(head, rest) => {
                 let extra = head.as_ref().map_or(0, |b| b.len() as u64);
                 let inner = rest.size_hint();

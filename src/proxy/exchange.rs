@@ -16,6 +16,7 @@ use super::error::ProxyError;
 use super::{Shared, headers};
 use crate::perturb::{self, Action, Applied, Synthetic};
 use crate::record::{Exchange, Tap};
+use crate::verdict::{Expectation, Verdict};
 
 /// How the request reached the proxy.
 #[derive(Debug, Clone)]
@@ -107,28 +108,23 @@ fn perturb(shared: &Shared, req: Request<Body>, exchange: &mut Exchange) -> Stag
         .trim_start_matches('[')
         .trim_end_matches(']');
     let Some(selected) = rules.select(&parts, host) else {
-        exchange.verdict = Some("untouched");
+        exchange.verdict = Some(Verdict::Untouched);
         return Staged::Forward(Request::from_parts(parts, body), None);
     };
     let rule = selected.rule;
     exchange.rule = Some(rule.name.clone());
     if !selected.fired {
-        exchange.verdict = Some("untouched");
+        exchange.verdict = Some(Verdict::Untouched);
         return Staged::Forward(Request::from_parts(parts, body), None);
     }
     exchange.action = Some(rule.action_name);
     let mut random = |buf: &mut [u8]| {
         // The system RNG does not fail on Linux; a zeroed buffer would still
         // be a (predictable) garbage token, never a panic.
-        let _ = rustls::crypto::ring::default_provider()
-            .secure_random
-            .fill(buf);
+        let _ = crate::tls::fill_random(buf);
     };
-    let now_secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     let mut cx = perturb::action::Context {
-        now_secs,
+        now_secs: crate::credential::jwt::now_secs(),
         random: &mut random,
     };
     match perturb::apply(
@@ -139,22 +135,20 @@ fn perturb(shared: &Shared, req: Request<Body>, exchange: &mut Exchange) -> Stag
         &mut cx,
     ) {
         Applied::Respond(synthetic) => {
-            exchange.verdict = Some("synthetic");
+            exchange.verdict = Some(Verdict::Synthetic);
             Staged::Respond(synthetic)
         }
         Applied::Skipped(reason) => {
-            exchange.verdict = Some("skipped");
+            exchange.verdict = Some(Verdict::Skipped);
             tracing::debug!(rule = %rule.name, "action skipped: {reason}");
             Staged::Forward(Request::from_parts(parts, body), None)
         }
         Applied::Forward { .. } => {
-            let has_expectation = rule.expect.is_some()
-                || !matches!(
-                    rule.action,
-                    Action::Inject(_) | Action::TokenTtl { .. } | Action::Pass
-                );
+            // SPEC section 6: an action with no expectation is not judged.
+            let has_expectation =
+                rule.expect.is_some() || Expectation::default_for(&rule.action, false).is_some();
             if !has_expectation {
-                exchange.verdict = Some("untouched");
+                exchange.verdict = Some(Verdict::Untouched);
             }
             let token_ttl = match rule.action {
                 Action::TokenTtl { expires_in } => Some(expires_in),
@@ -200,7 +194,7 @@ async fn rewrite_token_ttl(
             }
             Some(Err(err)) => {
                 tracing::debug!("token_ttl: the upstream body broke off: {err}");
-                return Body::full(read.freeze());
+                return Body::Broken((!read.is_empty()).then(|| read.freeze()), Some(err));
             }
             None => break,
         }

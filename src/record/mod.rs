@@ -34,7 +34,7 @@ pub struct Exchange {
     pub action: Option<&'static str>,
     /// The verdict, where it is known without judging the response
     /// (`untouched`, `skipped`, `synthetic`); judging is issue #4's.
-    pub verdict: Option<&'static str>,
+    pub verdict: Option<crate::verdict::Verdict>,
 }
 
 /// How the response body ended.
@@ -90,7 +90,9 @@ impl std::fmt::Display for LogLine<'_> {
             self.elapsed.as_millis(),
             exchange.rule.as_deref().unwrap_or("-"),
             exchange.action.unwrap_or("-"),
-            exchange.verdict.unwrap_or("-"),
+            exchange
+                .verdict
+                .map_or("-", crate::verdict::Verdict::as_str),
         )?;
         if let Some(code) = exchange.error {
             write!(f, " error={code}")?;

@@ -9,10 +9,15 @@ use std::time::Duration;
 
 use serde_path_to_error::Segment;
 
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+
 use super::schema::{self, ActionSpec, File};
 use super::yaml::{self, Node, Pos, Step};
 use crate::host::HostGlobs;
 use crate::perturb::Key;
+use crate::perturb::action::Secret;
 
 /// A problem in a rule file, printed as `FILE:LINE:COLUMN: message`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,6 +66,10 @@ pub struct Parsed {
     pub path: PathBuf,
     pub file: File,
     pub tree: Node,
+    /// The file's signing keys, built once here (PEM parsed, secret read).
+    pub keys: IndexMap<String, Arc<Key>>,
+    /// The file's named credentials, read once here.
+    pub tokens: IndexMap<String, Secret>,
 }
 
 /// The files `paths` name: files as given, folders' `*.yaml` and `*.yml`
@@ -108,11 +117,16 @@ pub fn load(
     let mut errors = Vec::new();
     for path in &files {
         match parse_file(path, env) {
-            Ok(p) => parsed.push(p),
+            Ok(mut p) => {
+                // A file whose keys or tokens fail is still checked, so
+                // every problem shows in one pass.
+                errors.extend(resolve(&mut p, env));
+                parsed.push(p);
+            }
             Err(e) => errors.push(e),
         }
     }
-    errors.extend(check(&parsed, env));
+    errors.extend(check(&parsed));
     // In the order a reader meets them: file by file, top to bottom.
     let order = |path: &Path| files.iter().position(|f| f == path).unwrap_or(usize::MAX);
     errors.sort_by_key(|e| (order(&e.path), e.line, e.column));
@@ -123,8 +137,23 @@ pub fn load(
     }
 }
 
-/// Parses one file's text into its typed form.
+/// Parses one file's text into its typed form and builds its keys and
+/// tokens (references between files are `load`'s to check).
 pub fn parse_text(
+    path: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Parsed, Vec<LoadError>> {
+    let mut parsed = parse_unresolved(path, text, env).map_err(|e| vec![e])?;
+    let errors = resolve(&mut parsed, env);
+    if errors.is_empty() {
+        Ok(parsed)
+    } else {
+        Err(errors)
+    }
+}
+
+fn parse_unresolved(
     path: &Path,
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
@@ -157,12 +186,14 @@ pub fn parse_text(
         path: path.to_path_buf(),
         file,
         tree,
+        keys: IndexMap::new(),
+        tokens: IndexMap::new(),
     })
 }
 
 fn parse_file(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Parsed, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|e| read_error(path, &e))?;
-    parse_text(path, &text, env)
+    parse_unresolved(path, &text, env)
 }
 
 /// Places a serde error: an unknown field or variant at its key, anything
@@ -301,7 +332,7 @@ fn known(names: &[&str]) -> String {
 }
 
 /// The checks that need more than types, over all files loaded together.
-fn check(files: &[Parsed], env: &dyn Fn(&str) -> Option<String>) -> Vec<LoadError> {
+fn check(files: &[Parsed]) -> Vec<LoadError> {
     let key_names: Vec<&str> = files
         .iter()
         .flat_map(|f| f.file.keys.keys().map(String::as_str))
@@ -318,19 +349,6 @@ fn check(files: &[Parsed], env: &dyn Fn(&str) -> Option<String>) -> Vec<LoadErro
             errors: Vec::new(),
             file: parsed,
         };
-        check_keys(&mut sink, parsed, env);
-        for (name, token) in &parsed.file.tokens {
-            let at = [Step::Key("tokens"), Step::Key(name)];
-            sink.exactly_one(
-                &at,
-                &format!("token `{name}`"),
-                &[
-                    ("env", token.env.is_some()),
-                    ("file", token.file.is_some()),
-                    ("value", token.value.is_some()),
-                ],
-            );
-        }
         for (i, rule) in parsed.file.rules.iter().enumerate() {
             let name_at = [Step::Key("rules"), Step::Index(i), Step::Key("name")];
             let pos = deepest(&parsed.tree, &name_at).map_or(Pos::default(), |n| n.pos);
@@ -374,55 +392,101 @@ fn check(files: &[Parsed], env: &dyn Fn(&str) -> Option<String>) -> Vec<LoadErro
     errors
 }
 
-fn check_keys(sink: &mut Sink<'_>, parsed: &Parsed, env: &dyn Fn(&str) -> Option<String>) {
-    for (name, spec) in &parsed.file.keys {
-        let at = [Step::Key("keys"), Step::Key(name)];
-        sink.exactly_one(
-            &at,
-            &format!("key `{name}`"),
-            &[
-                ("secret_env", spec.secret_env.is_some()),
-                ("private_key_file", spec.private_key_file.is_some()),
-            ],
-        );
+/// Builds a file's keys and reads its tokens into `parsed`, reporting each
+/// one that fails at its node. Key files are relative to the rule file, so a
+/// rules folder carries its keys.
+fn resolve(parsed: &mut Parsed, env: &dyn Fn(&str) -> Option<String>) -> Vec<LoadError> {
+    let mut keys = IndexMap::new();
+    let mut tokens = IndexMap::new();
+    let base = parsed.path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let mut sink = Sink {
+        errors: Vec::new(),
+        file: parsed,
+    };
+    for (name, spec) in &sink.file.file.keys {
+        let at = |field: &'static str| [Step::Key("keys"), Step::Key(name), Step::Key(field)];
         let bad = |reason: String| LoadErrorKind::BadKey {
             name: name.clone(),
             reason,
         };
-        if let Some(var) = &spec.secret_env {
-            let at = [Step::Key("keys"), Step::Key(name), Step::Key("secret_env")];
-            match env(var) {
-                None => sink.at(&at, bad(format!("environment variable `{var}` is not set"))),
-                Some(secret) => {
-                    if let Err(e) = Key::from_secret(&spec.alg, secret.as_bytes(), spec.kid.clone())
-                    {
-                        sink.at(
-                            &[Step::Key("keys"), Step::Key(name), Step::Key("alg")],
-                            bad(e.to_string()),
-                        );
-                    }
-                }
+        let key = match (&spec.secret_env, &spec.private_key_file) {
+            (Some(var), None) => match env(var) {
+                None => Err((
+                    at("secret_env"),
+                    bad(format!("environment variable `{var}` is not set")),
+                )),
+                Some(secret) => Key::from_secret(&spec.alg, secret.as_bytes(), spec.kid.clone())
+                    .map_err(|e| (at("alg"), bad(e.to_string()))),
+            },
+            (None, Some(file)) => {
+                let key_path = base.join(file);
+                std::fs::read(&key_path)
+                    .map_err(|e| format!("cannot read {}: {e}", key_path.display()))
+                    .and_then(|pem| {
+                        Key::from_pem(&spec.alg, &pem, spec.kid.clone())
+                            .map_err(|e| format!("{}: {e}", key_path.display()))
+                    })
+                    .map_err(|reason| (at("private_key_file"), bad(reason)))
             }
-        }
-        if let Some(file) = &spec.private_key_file {
-            let at = [
-                Step::Key("keys"),
-                Step::Key(name),
-                Step::Key("private_key_file"),
-            ];
-            // Relative to the rule file, so a rules folder carries its keys.
-            let base = parsed.path.parent().unwrap_or(Path::new("."));
-            let key_path = base.join(file);
-            match std::fs::read(&key_path) {
-                Err(e) => sink.at(&at, bad(format!("cannot read {}: {e}", key_path.display()))),
-                Ok(pem) => {
-                    if let Err(e) = Key::from_pem(&spec.alg, &pem, spec.kid.clone()) {
-                        sink.at(&at, bad(format!("{}: {e}", key_path.display())));
-                    }
-                }
+            (secret_env, private_key_file) => {
+                sink.exactly_one(
+                    &[Step::Key("keys"), Step::Key(name)],
+                    &format!("key `{name}`"),
+                    &[
+                        ("secret_env", secret_env.is_some()),
+                        ("private_key_file", private_key_file.is_some()),
+                    ],
+                );
+                continue;
             }
+        };
+        match key {
+            Ok(key) => {
+                keys.insert(name.clone(), Arc::new(key));
+            }
+            Err((at, kind)) => sink.at(&at, kind),
         }
     }
+    for (name, spec) in &sink.file.file.tokens {
+        let at = |field: &'static str| [Step::Key("tokens"), Step::Key(name), Step::Key(field)];
+        let value = match (&spec.env, &spec.file, &spec.value) {
+            (Some(var), None, None) => env(var).ok_or_else(|| {
+                (
+                    at("env"),
+                    format!("environment variable `{var}` is not set"),
+                )
+            }),
+            (None, Some(file), None) => std::fs::read_to_string(base.join(file))
+                .map(|s| s.trim().to_string())
+                .map_err(|e| (at("file"), format!("cannot read {file}: {e}"))),
+            (None, None, Some(value)) => Ok(value.clone()),
+            (env_var, file, value) => {
+                sink.exactly_one(
+                    &[Step::Key("tokens"), Step::Key(name)],
+                    &format!("token `{name}`"),
+                    &[
+                        ("env", env_var.is_some()),
+                        ("file", file.is_some()),
+                        ("value", value.is_some()),
+                    ],
+                );
+                continue;
+            }
+        };
+        match value {
+            Ok(value) => {
+                tokens.insert(name.clone(), Secret(value));
+            }
+            Err((at, reason)) => sink.at(
+                &at,
+                LoadErrorKind::Invalid(format!("token `{name}`: {reason}")),
+            ),
+        }
+    }
+    let errors = sink.errors;
+    parsed.keys = keys;
+    parsed.tokens = tokens;
+    errors
 }
 
 fn check_rule(
@@ -761,6 +825,16 @@ mod tests {
             "{errors:?}"
         );
         assert!(errors[1].contains("UNSET_VAR"), "{errors:?}");
+    }
+
+    #[test]
+    fn an_unset_token_variable_is_reported_at_its_value() {
+        let errors = errors_of("tokens:\n  t: { env: UNSET_TOKEN }\n");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("2:13: token `t`: environment variable `UNSET_TOKEN`"),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -4,7 +4,6 @@
 //! flags and counters; a reload builds a new one and swaps it in whole.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -16,9 +15,9 @@ use tokio::time::Instant;
 
 use super::load::{LoadError, LoadErrorKind, Parsed, parse_duration};
 use super::matcher::{Matcher, Subject};
-use super::schema::{ActionSpec, ExpectSpec, PlaceSpec, Presence, RuleSpec, TokenSpec};
+use super::schema::{ActionSpec, ExpectSpec, PlaceSpec, Presence, RuleSpec};
 use super::when::{self, When};
-use crate::credential::{Fingerprint, Found, Jwt, Place, jwt};
+use crate::credential::{Found, Jwt, Place, jwt};
 use crate::perturb::action::{Injection, Secret, Synthetic};
 use crate::perturb::token::ScopeChange;
 use crate::perturb::{Action, Key};
@@ -88,53 +87,15 @@ impl RuleSet {
         seed: u64,
     ) -> Result<Self, Vec<LoadError>> {
         let mut errors = Vec::new();
-        let mut keys: HashMap<String, Arc<Key>> = HashMap::new();
-        let mut tokens: HashMap<String, Secret> = HashMap::new();
-        for parsed in files {
-            let fail = |kind| LoadError {
-                path: parsed.path.clone(),
-                line: 1,
-                column: 1,
-                kind,
-            };
-            let base = parsed.path.parent().unwrap_or(Path::new("."));
-            for (name, spec) in &parsed.file.keys {
-                let key = match (&spec.secret_env, &spec.private_key_file) {
-                    (Some(var), _) => env(var)
-                        .ok_or_else(|| format!("environment variable `{var}` is not set"))
-                        .and_then(|s| {
-                            Key::from_secret(&spec.alg, s.as_bytes(), spec.kid.clone())
-                                .map_err(|e| e.to_string())
-                        }),
-                    (None, Some(file)) => std::fs::read(base.join(file))
-                        .map_err(|e| e.to_string())
-                        .and_then(|pem| {
-                            Key::from_pem(&spec.alg, &pem, spec.kid.clone())
-                                .map_err(|e| e.to_string())
-                        }),
-                    (None, None) => Err("no secret_env or private_key_file".to_string()),
-                };
-                match key {
-                    Ok(key) => {
-                        keys.insert(name.clone(), Arc::new(key));
-                    }
-                    Err(reason) => errors.push(fail(LoadErrorKind::BadKey {
-                        name: name.clone(),
-                        reason,
-                    })),
-                }
-            }
-            for (name, spec) in &parsed.file.tokens {
-                match token_value(spec, base, env) {
-                    Ok(value) => {
-                        tokens.insert(name.clone(), Secret(value));
-                    }
-                    Err(reason) => errors.push(fail(LoadErrorKind::Invalid(format!(
-                        "token `{name}`: {reason}"
-                    )))),
-                }
-            }
-        }
+        // Keys and tokens were built by `load`; names are shared by the files.
+        let keys: HashMap<String, Arc<Key>> = files
+            .iter()
+            .flat_map(|p| p.keys.iter().map(|(n, k)| (n.clone(), k.clone())))
+            .collect();
+        let tokens: HashMap<String, Secret> = files
+            .iter()
+            .flat_map(|p| p.tokens.iter().map(|(n, t)| (n.clone(), t.clone())))
+            .collect();
 
         let mut rules = Vec::new();
         let mut index_of: HashMap<String, usize> = HashMap::new();
@@ -217,18 +178,6 @@ impl RuleSet {
         Ok(())
     }
 
-    /// Whether rule `index` is active now (SPEC section 4).
-    pub fn is_active(&self, index: usize) -> bool {
-        let scenario = self
-            .scenario
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match scenario.as_deref().and_then(|s| self.scenarios.get(s)) {
-            Some(members) => members.contains(&index),
-            None => self.rules[index].enabled.load(Ordering::Relaxed),
-        }
-    }
-
     /// Finds the first active rule whose `match` holds and lets its `when`
     /// decide. `host` is the target host without port.
     pub fn select(&self, parts: &Parts, host: &str) -> Option<Selected<'_>> {
@@ -246,6 +195,8 @@ impl RuleSet {
         let default_found = Place::default().find(parts);
         let mut default_jwt: Option<Option<Jwt>> = None;
         for (index, rule) in self.rules.iter().enumerate() {
+            // SPEC section 4: with a scenario on, exactly its rules;
+            // otherwise the `enabled` flags.
             let is_active = match members {
                 Some(members) => members.contains(&index),
                 None => rule.enabled.load(Ordering::Relaxed),
@@ -286,11 +237,10 @@ impl RuleSet {
             if !rule.matcher.is_match(&subject) {
                 continue;
             }
-            let fingerprint = found.map(|f| Fingerprint::of(&f.token));
             let fired = rule.when.decide(
                 &rule.state,
                 self.loaded_at,
-                fingerprint,
+                found.map(|f| f.token.as_str()),
                 self.seed,
                 rule.salt,
             );
@@ -301,23 +251,6 @@ impl RuleSet {
             });
         }
         None
-    }
-}
-
-fn token_value(
-    spec: &TokenSpec,
-    base: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<String, String> {
-    match (&spec.env, &spec.file, &spec.value) {
-        (Some(var), _, _) => {
-            env(var).ok_or_else(|| format!("environment variable `{var}` is not set"))
-        }
-        (None, Some(file), _) => std::fs::read_to_string(base.join(file))
-            .map(|s| s.trim().to_string())
-            .map_err(|e| format!("cannot read {file}: {e}")),
-        (None, None, Some(value)) => Ok(value.clone()),
-        (None, None, None) => Err("needs env, file or value".to_string()),
     }
 }
 
@@ -448,6 +381,7 @@ fn compile_rule(
 mod tests {
     use super::*;
     use crate::rules::load;
+    use std::path::Path;
 
     fn set_of(yaml: &str) -> RuleSet {
         let env = |_: &str| None;

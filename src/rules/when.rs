@@ -59,14 +59,15 @@ impl When {
         }
     }
 
-    /// Counts one owned exchange and decides whether it fires. Every
-    /// condition given must hold; `times` is checked last, so only real
-    /// firings use it up.
+    /// Counts one owned exchange and decides whether it fires. `token` is
+    /// the credential (hashed only when `idle` needs it). Every condition
+    /// given must hold; `times` is checked last, so only real firings use it
+    /// up.
     pub fn decide(
         &self,
         state: &State,
         loaded_at: Instant,
-        fingerprint: Option<Fingerprint>,
+        token: Option<&str>,
         seed: u64,
         salt: u64,
     ) -> bool {
@@ -75,7 +76,7 @@ impl When {
         // Seen now, whatever else decides: idleness is measured from the
         // credential's previous appearance.
         let was_idle = self.idle.map(|idle| {
-            let Some(fingerprint) = fingerprint else {
+            let Some(fingerprint) = token.map(Fingerprint::of) else {
                 return false;
             };
             let mut seen = state
@@ -215,7 +216,7 @@ mod tests {
         let w = when(serde_json::json!({"idle": "5m"}));
         let state = State::default();
         let loaded = Instant::now();
-        let a = Some(Fingerprint::of("token-a"));
+        let a = Some("token-a");
         assert!(
             !w.decide(&state, loaded, a, 0, 0),
             "first sighting is not idle"
@@ -224,6 +225,6 @@ mod tests {
         assert!(!w.decide(&state, loaded, a, 0, 0), "seen a minute ago");
         tokio::time::advance(Duration::from_secs(301)).await;
         assert!(w.decide(&state, loaded, a, 0, 0), "unseen for over 5m");
-        assert!(!w.decide(&state, loaded, Some(Fingerprint::of("token-b")), 0, 0));
+        assert!(!w.decide(&state, loaded, Some("token-b"), 0, 0));
     }
 }

@@ -91,7 +91,7 @@ pub(crate) fn random_serial() -> SerialNumber {
     let mut bytes = [0u8; 16];
     // The system RNG failing is not something a certificate can recover from;
     // fall back to the clock so the serial still differs between leaves.
-    if getrandom(&mut bytes).is_err() {
+    if super::fill_random(&mut bytes).is_err() {
         let nanos = OffsetDateTime::now_utc()
             .unix_timestamp_nanos()
             .to_be_bytes();
@@ -100,11 +100,4 @@ pub(crate) fn random_serial() -> SerialNumber {
     bytes[0] &= 0x7f;
     bytes[0] |= 0x01;
     SerialNumber::from_slice(&bytes)
-}
-
-fn getrandom(buf: &mut [u8]) -> Result<(), rustls::Error> {
-    rustls::crypto::ring::default_provider()
-        .secure_random
-        .fill(buf)
-        .map_err(|_| rustls::Error::FailedToGetRandomBytes)
 }

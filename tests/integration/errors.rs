@@ -164,9 +164,20 @@ async fn proxy_auth_answers_407_without_credentials_and_forwards_with_them() {
         .send()
         .await
         .expect_err("CONNECT without credentials fails");
+    assert!(err.is_connect(), "{err:?}");
+    // On the wire: the CONNECT itself is answered 407 with the challenge.
+    let raw = raw_exchange(
+        proxy.addr,
+        &format!(
+            "CONNECT localhost:{port} HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n",
+            port = tls_upstream.port()
+        ),
+    )
+    .await;
+    assert!(raw.starts_with("HTTP/1.1 407"), "{raw}");
     assert!(
-        format!("{err:?}").contains("407") || err.is_connect(),
-        "{err:?}"
+        raw.contains("x-authfault-error: proxy_auth_required"),
+        "{raw}"
     );
 
     let right = client_via(

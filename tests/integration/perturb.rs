@@ -221,7 +221,13 @@ async fn each_corrupt_mode_sends_what_it_says() {
     assert_eq!(jwt::decode(&sent).expect("jwt").alg(), Some("none"));
 
     let (_, seen, _) = through(&rule("garbage"), |c, url| c.get(url).bearer_auth(&token)).await;
-    assert_ne!(bearer(&seen), token);
+    let garbage = bearer(&seen);
+    assert_ne!(garbage, token);
+    assert_eq!(
+        jwt::B64.decode(&garbage).map(|b| b.len()),
+        Ok(24),
+        "24 random bytes, base64url"
+    );
 
     let (_, seen, _) = through(&rule("scheme"), |c, url| c.get(url).bearer_auth(&token)).await;
     assert_eq!(
@@ -301,22 +307,8 @@ async fn stripped_of(
     let upstream = Upstream::http().await;
     let proxy = TestProxy::start_with(&[], |config| config.rules = rule_set).await;
     let client = proxy.client(Alpn::H1);
-    let requests = (0..n).map(|_| {
-        let client = client.clone();
-        let url = upstream.url("/headers");
-        async move {
-            let seen: serde_json::Value = client
-                .get(url)
-                .bearer_auth("t")
-                .send()
-                .await
-                .expect("answer")
-                .json()
-                .await
-                .expect("json");
-            seen.get("authorization").is_none()
-        }
-    });
+    let requests =
+        (0..n).map(|_| async { authorization_seen(&client, &upstream, "t").await.is_none() });
     futures_util::future::join_all(requests)
         .await
         .into_iter()
@@ -343,25 +335,9 @@ async fn the_shipped_rules_perturb_nothing_until_a_scenario_is_switched_on() {
     let proxy = TestProxy::start_with(&[], |config| config.rules = shared.clone()).await;
     let client = proxy.client(Alpn::H1);
     let token = test_jwt(3600);
-    let sent = |seen: serde_json::Value| {
-        seen["authorization"]
-            .as_str()
-            .expect("authorization")
-            .to_string()
-    };
-
-    let seen = client
-        .get(upstream.url("/headers"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("json");
     assert_eq!(
-        sent(seen),
-        format!("Bearer {token}"),
+        authorization_seen(&client, &upstream, &token).await,
+        Some(format!("Bearer {token}")),
         "no scenario: untouched"
     );
 
@@ -369,16 +345,9 @@ async fn the_shipped_rules_perturb_nothing_until_a_scenario_is_switched_on() {
         .load()
         .set_scenario(Some("expired"))
         .expect("the expired scenario exists");
-    let seen = client
-        .get(upstream.url("/headers"))
-        .bearer_auth(&token)
-        .send()
+    let after = authorization_seen(&client, &upstream, &token)
         .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("json");
-    let after = sent(seen);
+        .expect("a credential");
     let after = after.strip_prefix("Bearer ").expect("bearer");
     let exp = jwt::decode(after)
         .expect("jwt")
@@ -424,16 +393,9 @@ async fn a_changed_rule_file_applies_to_the_next_request_and_an_invalid_one_keep
     let proxy = TestProxy::start_with(&[], |config| config.rules = shared.clone()).await;
     let client = proxy.client(Alpn::H1);
     let sent = async |client: &reqwest::Client| -> String {
-        let seen: serde_json::Value = client
-            .get(upstream.url("/headers"))
-            .bearer_auth("original")
-            .send()
+        authorization_seen(client, &upstream, "original")
             .await
-            .expect("answer")
-            .json()
-            .await
-            .expect("json");
-        seen["authorization"].as_str().unwrap_or("").to_string()
+            .unwrap_or_default()
     };
     assert_eq!(sent(&client).await, "Bearer first");
 

@@ -378,6 +378,25 @@ fn websocket_echo(req: &mut Request<Incoming>) -> Response<TestBody> {
         .expect("response")
 }
 
+/// Sends `GET /headers` with `Authorization: Bearer token` through `client`
+/// and returns the `Authorization` the upstream received, if any.
+pub async fn authorization_seen(
+    client: &reqwest::Client,
+    upstream: &Upstream,
+    token: &str,
+) -> Option<String> {
+    let seen: serde_json::Value = client
+        .get(upstream.url("/headers"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("an answer")
+        .json()
+        .await
+        .expect("the upstream's JSON");
+    seen["authorization"].as_str().map(str::to_string)
+}
+
 /// A rule set compiled from YAML text, for `TestProxy::start_with`.
 pub fn rules(yaml: &str) -> Arc<arc_swap::ArcSwap<authfault::rules::set::RuleSet>> {
     let env = |name: &str| (name == "TEST_JWT_SECRET").then(|| "test-secret".to_string());
