@@ -7,7 +7,10 @@
 //! - `proxy`: the listener, CONNECT interception and tunnels, the exchange
 //!   pipeline and the pooled upstream client.
 //! - `tls`: the CA on disk, leaf minting and the per-host config cache.
-//! - `record`: what is kept of each exchange (the body tap, redaction).
+//! - `record`: what is kept of each exchange: the body tap, the recorder
+//!   thread that judges, masks, logs and writes it.
+//! - `report`: the verdict summary and the text, JSON, JUnit and HAR reports.
+//! - `verdict`: expectations and how a response is judged.
 //! - `host`: host globs shared by flags and rules.
 //! - `logging`: text or JSON lines on stderr.
 //!
@@ -17,16 +20,19 @@
 //! the decrypted HTTP/1.1 or HTTP/2. Each request, plain or decrypted, goes
 //! through `proxy::exchange::handle`: target URI, checks, hop-by-hop headers
 //! removed, `proxy::upstream` sends it; the response streams back through
-//! `record::Tap`, which logs the exchange when the body ends.
+//! `record::Tap`, which hands the exchange to the `record::Recorder` when
+//! the body ends.
 
 pub mod cli;
 pub mod credential;
+pub mod exec;
 pub mod host;
 pub mod inspect;
 pub mod logging;
 pub mod perturb;
 pub mod proxy;
 pub mod record;
+pub mod report;
 pub mod rules;
 pub mod tls;
 pub mod verdict;

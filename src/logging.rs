@@ -3,11 +3,11 @@
 
 use std::io::IsTerminal;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::record::{BodyEnd, Exchange};
+use crate::record::Record;
+use crate::record::entry::LogLine;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -63,30 +63,23 @@ pub fn init(format: LogFormat) -> Guard {
 }
 
 /// Logs one finished exchange: the SPEC's line in text, its fields in JSON.
-pub(crate) fn exchange(exchange: &Exchange, end: BodyEnd, elapsed: Duration) {
+pub(crate) fn exchange(record: &Record) {
     match FORMAT.get().copied().unwrap_or_default() {
-        LogFormat::Text => {
-            tracing::info!(
-                "{}",
-                crate::record::LogLine {
-                    exchange,
-                    end,
-                    elapsed
-                }
-            );
-        }
+        LogFormat::Text => tracing::info!("{}", LogLine(record)),
         LogFormat::Json => tracing::info!(
-            method = %exchange.method,
-            url = %crate::record::redact::Url(&exchange.url),
-            status = exchange.status.map_or(0, |s| s.as_u16()),
-            ms = elapsed.as_secs_f64() * 1000.0,
-            client = %exchange.client,
-            rule = exchange.rule.as_deref().unwrap_or("-"),
-            action = exchange.action.unwrap_or("-"),
-            verdict = exchange.verdict.map_or("-", crate::verdict::Verdict::as_str),
-            error = exchange.error.unwrap_or("-"),
-            response_bytes = end.bytes,
-            complete = end.is_complete,
+            id = record.id,
+            method = %record.method,
+            url = %record.url,
+            status = record.response.status,
+            ms = record.timing.total_ms,
+            client = %record.client,
+            rule = record.rule.as_deref().unwrap_or("-"),
+            action = record.action.as_deref().unwrap_or("-"),
+            verdict = record.verdict.as_str(),
+            reason = %record.reason,
+            error = record.error.as_deref().unwrap_or("-"),
+            response_bytes = record.response.body_bytes,
+            complete = record.response.complete,
             "exchange"
         ),
     }

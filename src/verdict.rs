@@ -1,6 +1,6 @@
 //! Verdicts (SPEC section 6): `judge(expectation, response)`, pure and
-//! sync, and the default expectations of SPEC section 5. Wiring verdicts
-//! into the proxy and the recording is issue #4's.
+//! sync, and the default expectations of SPEC section 5. Rules compile
+//! their expectations once; the recorder judges each finished exchange.
 
 use std::fmt;
 
@@ -12,7 +12,7 @@ use crate::perturb::{Action, CorruptMode};
 use crate::rules::schema::ExpectSpec;
 
 /// The judgement of one exchange.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Enforced,
@@ -144,6 +144,11 @@ impl Expectation {
             }),
             Action::Respond(_) | Action::Inject(_) | Action::TokenTtl { .. } | Action::Pass => None,
         }
+    }
+
+    /// Whether judging needs the response body (a body regex).
+    pub fn needs_body(&self) -> bool {
+        self.body.is_some()
     }
 
     /// A rule's own `expect`, which replaces the default entirely.

@@ -3,6 +3,8 @@
 //! rather than a boxed trait object: no allocation or dynamic call per frame.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -24,6 +26,9 @@ pub enum Body {
     /// The first bytes of a body whose stream then failed: they are sent,
     /// then the error, so the client learns the body is incomplete.
     Broken(Option<Bytes>, Option<hyper::Error>),
+    /// A streamed body whose bytes are counted as they pass (a request body
+    /// when recording).
+    Counted(Incoming, Arc<AtomicU64>),
 }
 
 impl Body {
@@ -64,6 +69,15 @@ impl HttpBody for Body {
                 Some(bytes) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
                 None => Poll::Ready(error.take().map(Err)),
             },
+            Self::Counted(body, count) => {
+                let polled = Pin::new(body).poll_frame(cx);
+                if let Poll::Ready(Some(Ok(frame))) = &polled
+                    && let Some(data) = frame.data_ref()
+                {
+                    count.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+                polled
+            }
         }
     }
 
@@ -71,7 +85,7 @@ impl HttpBody for Body {
         match self {
             Self::Empty => true,
             Self::Full(bytes) => bytes.is_none(),
-            Self::Incoming(body) => body.is_end_stream(),
+            Self::Incoming(body) | Self::Counted(body, _) => body.is_end_stream(),
             Self::Resumed(head, rest) => head.is_none() && rest.is_end_stream(),
             Self::Broken(head, error) => head.is_none() && error.is_none(),
         }
@@ -81,7 +95,7 @@ impl HttpBody for Body {
         match self {
             Self::Empty => SizeHint::with_exact(0),
             Self::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
-            Self::Incoming(body) => body.size_hint(),
+            Self::Incoming(body) | Self::Counted(body, _) => body.size_hint(),
             Self::Broken(..) => SizeHint::new(),
             Self::Resumed(head, rest) => {
                 let extra = head.as_ref().map_or(0, |b| b.len() as u64);

@@ -3,6 +3,8 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
 
 use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
@@ -15,8 +17,8 @@ use super::connect::Tunnel;
 use super::error::ProxyError;
 use super::{Shared, headers};
 use crate::perturb::{self, Action, Applied, Synthetic};
-use crate::record::{Exchange, Tap};
-use crate::verdict::{Expectation, Verdict};
+use crate::record::{Credential, Exchange, Tap};
+use crate::verdict::Verdict;
 
 /// How the request reached the proxy.
 #[derive(Debug, Clone)]
@@ -27,8 +29,8 @@ pub(crate) enum Origin {
     Tunnel(Arc<Tunnel>),
 }
 
-/// Carries one request through the stages: target, checks, upstream,
-/// response streamed back through the tap that logs it.
+/// Carries one request through the stages: target, checks, rules, upstream,
+/// response streamed back through the tap that hands it to the recorder.
 pub(crate) async fn handle(
     shared: &Arc<Shared>,
     mut req: Request<Incoming>,
@@ -37,31 +39,44 @@ pub(crate) async fn handle(
 ) -> Response<Tap<Body>> {
     let target = target_uri(shared, &req, &origin);
     let logged_uri = target.as_ref().unwrap_or(req.uri()).clone();
-    let mut exchange = Exchange::begin(req.method().clone(), logged_uri, client);
+    let client_version = req.version();
+    let mut exchange = Exchange::begin(req.method().clone(), logged_uri, client, client_version);
     let checked = match origin {
         Origin::Plain => check_plain(shared, &req),
         Origin::Tunnel(_) => check_header_size(shared, &req),
     };
     let uri = match checked.and(target) {
         Ok(uri) => uri,
-        Err(err) => return answer(exchange, err),
+        Err(err) => return answer(shared, exchange, err),
     };
 
     let is_upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
     let client_upgrade = is_upgrade.then(|| hyper::upgrade::on(&mut req));
-    let client_version = req.version();
     let req = forwardable(req, uri, is_upgrade);
-    let (req, token_ttl) = match perturb(shared, req, &mut exchange) {
+    let (mut req, token_ttl) = match perturb(shared, req, &mut exchange) {
         Staged::Forward(req, token_ttl) => (req, token_ttl),
-        Staged::Respond(synthetic) => return respond(exchange, synthetic, client_version),
+        Staged::Respond(synthetic) => {
+            return respond(shared, exchange, synthetic, client_version);
+        }
     };
+    if shared.recorder.is_recording() {
+        exchange.request_headers = Some(req.headers().clone());
+        let count = Arc::new(AtomicU64::new(0));
+        if let Body::Incoming(body) = std::mem::replace(req.body_mut(), Body::Empty) {
+            *req.body_mut() = Body::Counted(body, count.clone());
+        }
+        exchange.request_bytes = Some(count);
+    }
 
     let authority = req.uri().authority().cloned();
     let authority_str = authority.as_ref().map_or("", |a| a.as_str());
+    let sent = Instant::now();
     let mut res = match shared.upstream.send(req, authority_str, is_upgrade).await {
         Ok(res) => res,
-        Err(err) => return answer(exchange, err),
+        Err(err) => return answer(shared, exchange, err),
     };
+    exchange.upstream_elapsed = Some(sent.elapsed());
+    exchange.upstream_version = Some(res.version());
     if let Some(client_upgrade) = client_upgrade
         && res.status() == StatusCode::SWITCHING_PROTOCOLS
     {
@@ -79,12 +94,38 @@ pub(crate) async fn handle(
         parts.status == StatusCode::SWITCHING_PROTOCOLS,
     );
     parts.version = client_version;
-    exchange.status = Some(parts.status);
     let body = match token_ttl {
         Some(expires_in) => rewrite_token_ttl(&mut parts, body, expires_in).await,
         None => Body::Incoming(body),
     };
-    Response::from_parts(parts, Tap::new(body, exchange))
+    exchange.status = Some(parts.status);
+    tap(shared, Response::from_parts(parts, body), exchange)
+}
+
+/// Sends the response through a tap that records `exchange`, keeping what
+/// the recorder and the verdict need: headers, and the body's first bytes.
+fn tap(shared: &Shared, res: Response<Body>, mut exchange: Exchange) -> Response<Tap<Body>> {
+    let recorder = &shared.recorder;
+    let needs_body = exchange
+        .expectation
+        .as_ref()
+        .is_some_and(|e| e.needs_body());
+    let capture = if recorder.is_recording() {
+        recorder.body_limit()
+    } else {
+        0
+    };
+    // A body regex needs the body even when bodies are not recorded.
+    let capture = if needs_body {
+        capture.max(crate::record::DEFAULT_BODY_LIMIT)
+    } else {
+        capture
+    };
+    if recorder.is_recording() || exchange.expectation.is_some() {
+        exchange.response_headers = Some(res.headers().clone());
+    }
+    let recorder = recorder.clone();
+    res.map(|body| Tap::new(body, exchange, recorder, capture))
 }
 
 /// What the rules made of a request.
@@ -96,7 +137,8 @@ enum Staged {
 }
 
 /// Finds the rule that owns the request and applies its action when its
-/// `when` fires. The rule set is read once: a reload mid-exchange does not
+/// `when` fires; notes on the exchange what happened and how the answer is
+/// to be judged. The rule set is read once: a reload mid-exchange does not
 /// change the owner.
 fn perturb(shared: &Shared, req: Request<Body>, exchange: &mut Exchange) -> Staged {
     let rules = shared.config.rules.load();
@@ -108,16 +150,25 @@ fn perturb(shared: &Shared, req: Request<Body>, exchange: &mut Exchange) -> Stag
         .trim_start_matches('[')
         .trim_end_matches(']');
     let Some(selected) = rules.select(&parts, host) else {
-        exchange.verdict = Some(Verdict::Untouched);
+        exchange.settle(Verdict::Untouched, "no rule matched");
         return Staged::Forward(Request::from_parts(parts, body), None);
     };
     let rule = selected.rule;
-    exchange.rule = Some(rule.name.clone());
+    exchange.rule = Some((rule.name.clone(), rule.action_name));
+    exchange.scenario = selected.scenario;
+    let before = selected.found.as_ref().map(|f| f.token.clone());
+    let mut credential = Credential {
+        place: rule.place.clone(),
+        before: before.clone(),
+        after: before,
+        resigned: false,
+    };
     if !selected.fired {
-        exchange.verdict = Some(Verdict::Untouched);
+        exchange.credential = Some(credential);
+        exchange.settle(Verdict::Untouched, "the rule's `when` did not hold");
         return Staged::Forward(Request::from_parts(parts, body), None);
     }
-    exchange.action = Some(rule.action_name);
+    exchange.fired = true;
     let mut random = |buf: &mut [u8]| {
         // The system RNG does not fail on Linux; a zeroed buffer would still
         // be a (predictable) garbage token, never a panic.
@@ -127,28 +178,35 @@ fn perturb(shared: &Shared, req: Request<Body>, exchange: &mut Exchange) -> Stag
         now_secs: crate::credential::jwt::now_secs(),
         random: &mut random,
     };
-    match perturb::apply(
+    let applied = perturb::apply(
         &rule.action,
         &rule.place,
         &mut parts,
         selected.found.as_ref(),
         &mut cx,
-    ) {
+    );
+    let staged = match applied {
         Applied::Respond(synthetic) => {
-            exchange.verdict = Some(Verdict::Synthetic);
+            exchange.settle(Verdict::Synthetic, "answered by authfault (respond)");
             Staged::Respond(synthetic)
         }
         Applied::Skipped(reason) => {
-            exchange.verdict = Some(Verdict::Skipped);
-            tracing::debug!(rule = %rule.name, "action skipped: {reason}");
+            exchange.settle(Verdict::Skipped, reason);
             Staged::Forward(Request::from_parts(parts, body), None)
         }
-        Applied::Forward { .. } => {
+        Applied::Forward {
+            after,
+            was_resigned,
+        } => {
+            credential.after = after;
+            credential.resigned = was_resigned;
             // SPEC section 6: an action with no expectation is not judged.
-            let has_expectation =
-                rule.expect.is_some() || Expectation::default_for(&rule.action, false).is_some();
-            if !has_expectation {
-                exchange.verdict = Some(Verdict::Untouched);
+            match rule.expectation(was_resigned) {
+                Some(expectation) => exchange.expectation = Some(expectation.clone()),
+                None => exchange.settle(
+                    Verdict::Untouched,
+                    format!("`{}` has no expectation", rule.action_name),
+                ),
             }
             let token_ttl = match rule.action {
                 Action::TokenTtl { expires_in } => Some(expires_in),
@@ -156,17 +214,24 @@ fn perturb(shared: &Shared, req: Request<Body>, exchange: &mut Exchange) -> Stag
             };
             Staged::Forward(Request::from_parts(parts, body), token_ttl)
         }
-    }
+    };
+    exchange.credential = Some(credential);
+    staged
 }
 
 /// The answer of a `respond` rule.
-fn respond(mut exchange: Exchange, synthetic: Synthetic, version: Version) -> Response<Tap<Body>> {
+fn respond(
+    shared: &Shared,
+    mut exchange: Exchange,
+    synthetic: Synthetic,
+    version: Version,
+) -> Response<Tap<Body>> {
     let mut res = Response::new(Body::full(synthetic.body));
     *res.status_mut() = synthetic.status;
     *res.headers_mut() = synthetic.headers;
     *res.version_mut() = version;
     exchange.status = Some(synthetic.status);
-    res.map(|body| Tap::new(body, exchange))
+    tap(shared, res, exchange)
 }
 
 /// Largest token endpoint answer `token_ttl` reads whole to rewrite.
@@ -313,13 +378,13 @@ fn forwardable(req: Request<Incoming>, uri: Uri, is_upgrade: bool) -> Request<Bo
     Request::from_parts(parts, Body::Incoming(body))
 }
 
-/// Answers with an error the proxy made itself, and logs the exchange.
-fn answer(mut exchange: Exchange, err: ProxyError) -> Response<Tap<Body>> {
+/// Answers with an error the proxy made itself, and records the exchange.
+fn answer(shared: &Shared, mut exchange: Exchange, err: ProxyError) -> Response<Tap<Body>> {
     let res = err.to_response();
     exchange.status = Some(res.status());
     exchange.error = Some(err.status_and_code().1);
     tracing::debug!("answering {}: {err}", res.status());
-    res.map(|body| Tap::new(body, exchange))
+    tap(shared, res, exchange)
 }
 
 /// After a 101, joins the client's and the upstream's connections (a

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::host::HostGlobs;
+use crate::record::{self, Recorder};
 use crate::rules::set::RuleSet;
 use crate::tls::{Ca, LeafCache};
 
@@ -50,6 +51,8 @@ pub struct Config {
     pub max_header_bytes: usize,
     /// The rules consulted for every exchange; swapped whole on reload.
     pub rules: Arc<ArcSwap<RuleSet>>,
+    /// Where exchanges are recorded.
+    pub record: record::Config,
 }
 
 impl Config {
@@ -64,6 +67,7 @@ impl Config {
             proxy_auth: None,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             rules: Arc::new(ArcSwap::from_pointee(RuleSet::empty(0))),
+            record: record::Config::default(),
         }
     }
 }
@@ -88,6 +92,16 @@ impl ProxyAuth {
         (!user.is_empty()).then(|| Self {
             user_pass: user_pass.as_bytes().to_vec(),
         })
+    }
+
+    /// `user:pass`, percent-encoded for a proxy URL's userinfo.
+    pub fn userinfo(&self) -> String {
+        let text = String::from_utf8_lossy(&self.user_pass);
+        let (user, pass) = text.split_once(':').unwrap_or((&text, ""));
+        let enc = |s: &str| {
+            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+        };
+        format!("{}:{}", enc(user), enc(pass))
     }
 
     /// Whether `headers` carry the right `Proxy-Authorization`, compared in
@@ -126,6 +140,8 @@ pub enum StartError {
     Leaves(#[from] crate::tls::cache::Error),
     #[error("cannot set up upstream TLS: {0}")]
     UpstreamTls(#[source] rustls::Error),
+    #[error(transparent)]
+    Record(#[from] record::writer::Error),
 }
 
 /// State every connection shares.
@@ -134,6 +150,7 @@ pub(crate) struct Shared {
     local_addr: SocketAddr,
     leaves: LeafCache,
     upstream: upstream::Upstream,
+    recorder: Arc<Recorder>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -178,11 +195,13 @@ impl Proxy {
         let upstream = upstream::Upstream::new(&config.upstream, provider.clone())
             .map_err(StartError::UpstreamTls)?;
         let leaves = LeafCache::new(ca.clone(), provider)?;
+        let recorder = Recorder::start(&config.record)?;
         let shared = Arc::new(Shared {
             config,
             local_addr,
             leaves,
             upstream,
+            recorder,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
@@ -205,6 +224,15 @@ impl Running {
         self.shared.local_addr
     }
 
+    /// `user:pass` for the proxy URL, when `--proxy-auth` is set.
+    pub fn proxy_auth_userinfo(&self) -> Option<String> {
+        self.shared
+            .config
+            .proxy_auth
+            .as_ref()
+            .map(ProxyAuth::userinfo)
+    }
+
     /// The CA whose leaves clients see.
     pub fn ca(&self) -> &Ca {
         &self.ca
@@ -215,14 +243,46 @@ impl Running {
         self.shared.leaves.len()
     }
 
+    /// The recording file, if exchanges are recorded to one.
+    pub fn recording(&self) -> Option<&std::path::Path> {
+        self.shared.recorder.path()
+    }
+
     /// Stops accepting, lets in-flight exchanges finish for up to `grace`,
-    /// and returns whether everything finished in time. Idle keep-alive
-    /// connections close at once; tunnels get the grace period.
-    pub async fn shutdown(self, grace: Duration) -> bool {
+    /// then writes and syncs the recording. Idle keep-alive connections
+    /// close at once; tunnels get the grace period.
+    pub async fn shutdown(self, grace: Duration) -> Stopped {
         self.shared.shutdown.cancel();
         self.shared.tasks.close();
-        tokio::time::timeout(grace, self.shared.tasks.wait())
+        let drained = tokio::time::timeout(grace, self.shared.tasks.wait())
             .await
-            .is_ok()
+            .is_ok();
+        let closed = self.shared.recorder.close().await;
+        let (summary, written, failed, ids) = match closed {
+            Some(c) => (c.summary, c.written, c.failed, c.ids),
+            None => (crate::report::Summary::default(), 0, 0, 0..0),
+        };
+        Stopped {
+            drained,
+            summary,
+            written,
+            failed,
+            ids,
+        }
     }
+}
+
+/// How the proxy stopped.
+#[derive(Debug)]
+pub struct Stopped {
+    /// Whether every connection finished within the grace period.
+    pub drained: bool,
+    /// The run's verdicts.
+    pub summary: crate::report::Summary,
+    /// Exchanges written to the recording.
+    pub written: u64,
+    /// Exchanges that could not be written (each was logged).
+    pub failed: u64,
+    /// The ids of this run's exchanges in the recording.
+    pub ids: std::ops::Range<u64>,
 }

@@ -1,19 +1,55 @@
-//! What the proxy keeps of each exchange: `tap` follows the response body as
-//! it streams and closes the exchange at its end; `redact` keeps secrets out
-//! of everything written. Verdicts are `verdict`'s job.
+//! What the proxy keeps of each exchange. On the hot path, `Exchange`
+//! gathers raw facts and `tap` follows the response body as it streams,
+//! capturing its first bytes; when the body ends, `writer`'s thread judges
+//! the exchange (`verdict`), builds its `entry::Record` with every secret
+//! masked (`redact`), logs it, adds it to the summary and appends it to the
+//! recording file.
 
+pub mod entry;
 pub mod redact;
 pub mod tap;
+pub mod writer;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant, SystemTime};
 
-use http::{Method, StatusCode, Uri};
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode, Uri, Version};
 
+use crate::credential::Place;
+use crate::verdict::{Expectation, Verdict};
+
+pub use entry::Record;
 pub use tap::Tap;
+pub use writer::Recorder;
 
-/// What is known of one exchange, filled in as it goes and logged once,
-/// when its response body ends (or the client goes away).
+/// Default number of response body bytes kept per exchange (`--record-body`).
+pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+
+/// Where and how much to record.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The JSON Lines file exchanges are appended to; `None` for `--record off`
+    /// (exchanges are still judged, logged and summed up).
+    pub path: Option<PathBuf>,
+    /// Response body bytes kept per exchange.
+    pub body_limit: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            path: None,
+            body_limit: DEFAULT_BODY_LIMIT,
+        }
+    }
+}
+
+/// What is known of one exchange, filled in as it goes. Only raw facts:
+/// judging, redaction and formatting happen on the recorder's thread.
 #[derive(Debug)]
 pub struct Exchange {
     /// The request method.
@@ -24,17 +60,65 @@ pub struct Exchange {
     pub client: SocketAddr,
     /// When the request arrived.
     pub started: Instant,
+    /// The same moment on the wall clock, for `ts`.
+    pub started_at: SystemTime,
+    /// The client's HTTP version.
+    pub version: Version,
+    /// The upstream's HTTP version, once it answered.
+    pub upstream_version: Option<Version>,
+    /// From sending the request upstream to its response headers.
+    pub upstream_elapsed: Option<Duration>,
     /// The status sent to the client, once known.
     pub status: Option<StatusCode>,
     /// The code of an error the proxy answered itself (SPEC section 9).
     pub error: Option<&'static str>,
-    /// The rule that owned the exchange, if any.
-    pub rule: Option<String>,
-    /// The action of that rule, when its `when` fired.
-    pub action: Option<&'static str>,
-    /// The verdict, where it is known without judging the response
-    /// (`untouched`, `skipped`, `synthetic`); judging is issue #4's.
-    pub verdict: Option<crate::verdict::Verdict>,
+    /// The rule that owned the exchange and its action's name.
+    pub rule: Option<(String, &'static str)>,
+    /// Whether the owner's `when` held and its action was applied.
+    pub fired: bool,
+    /// The scenario in effect when the rule was chosen.
+    pub scenario: Option<String>,
+    /// The verdict where it is known without the response (`untouched`,
+    /// `skipped`, `synthetic`), with its reason.
+    pub verdict: Option<(Verdict, String)>,
+    /// What the response is judged by, when the action fired and has one.
+    pub expectation: Option<Arc<Expectation>>,
+    /// The credential in the owning rule's place, before and after.
+    pub credential: Option<Credential>,
+    /// The request headers as forwarded (kept when recording to a file).
+    pub request_headers: Option<HeaderMap>,
+    /// Request body bytes forwarded so far (counted when recording).
+    pub request_bytes: Option<Arc<AtomicU64>>,
+    /// The response headers as sent (kept when recording or judging).
+    pub response_headers: Option<HeaderMap>,
+}
+
+/// The credential of an exchange a rule owned. The tokens are secrets: they
+/// are held only to fingerprint them and to mask them in what is written.
+#[derive(Clone)]
+pub struct Credential {
+    /// Where it lives (`header:authorization`).
+    pub place: Place,
+    /// The token the client sent, if any.
+    pub before: Option<String>,
+    /// The token forwarded, if any (the same as `before` when the action did
+    /// not fire).
+    pub after: Option<String>,
+    /// Whether `after` was re-signed with a rule key.
+    pub resigned: bool,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::credential::Fingerprint;
+        let fp = |t: &Option<String>| t.as_deref().map(|t| Fingerprint::of(t).to_string());
+        f.debug_struct("Credential")
+            .field("place", &self.place)
+            .field("before", &fp(&self.before))
+            .field("after", &fp(&self.after))
+            .field("resigned", &self.resigned)
+            .finish()
+    }
 }
 
 /// How the response body ended.
@@ -47,59 +131,45 @@ pub struct BodyEnd {
     pub is_complete: bool,
 }
 
+/// An exchange whose response has ended, on its way to the recorder.
+#[derive(Debug)]
+pub struct Finished {
+    pub exchange: Exchange,
+    pub end: BodyEnd,
+    /// From the request's arrival to the body's end.
+    pub elapsed: Duration,
+    /// The first bytes of the response body, as sent.
+    pub body: Bytes,
+}
+
 impl Exchange {
     /// Starts an exchange for a request to `url`.
-    pub fn begin(method: Method, url: Uri, client: SocketAddr) -> Self {
+    pub fn begin(method: Method, url: Uri, client: SocketAddr, version: Version) -> Self {
         Self {
             method,
             url,
             client,
             started: Instant::now(),
+            started_at: SystemTime::now(),
+            version,
+            upstream_version: None,
+            upstream_elapsed: None,
             status: None,
             error: None,
             rule: None,
-            action: None,
+            fired: false,
+            scenario: None,
             verdict: None,
+            expectation: None,
+            credential: None,
+            request_headers: None,
+            request_bytes: None,
+            response_headers: None,
         }
     }
 
-    /// Closes the exchange: writes its log line.
-    pub fn finish(self, end: BodyEnd) {
-        crate::logging::exchange(&self, end, self.started.elapsed());
-    }
-}
-
-/// The one-line summary of SPEC section 9, written without building a
-/// string first:
-/// `GET https://api.example.com/v1/orders 401 12ms rule=- action=- verdict=-`.
-pub struct LogLine<'a> {
-    pub exchange: &'a Exchange,
-    pub end: BodyEnd,
-    pub elapsed: Duration,
-}
-
-impl std::fmt::Display for LogLine<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let exchange = self.exchange;
-        write!(
-            f,
-            "{} {} {} {}ms rule={} action={} verdict={}",
-            exchange.method,
-            redact::Url(&exchange.url),
-            exchange.status.map_or(0, |s| s.as_u16()),
-            self.elapsed.as_millis(),
-            exchange.rule.as_deref().unwrap_or("-"),
-            exchange.action.unwrap_or("-"),
-            exchange
-                .verdict
-                .map_or("-", crate::verdict::Verdict::as_str),
-        )?;
-        if let Some(code) = exchange.error {
-            write!(f, " error={code}")?;
-        }
-        if !self.end.is_complete {
-            f.write_str(" body=incomplete")?;
-        }
-        Ok(())
+    /// Sets the verdict known before any response.
+    pub fn settle(&mut self, verdict: Verdict, reason: impl Into<String>) {
+        self.verdict = Some((verdict, reason.into()));
     }
 }

@@ -1,10 +1,18 @@
 //! Keeping secrets out of what authfault writes. URLs lose the values of
-//! query parameters whose names say they carry a credential.
+//! query parameters whose names say they carry a credential; recorded
+//! headers lose the values of credential headers; and the exchange's own
+//! tokens, before and after the action, are masked wherever else they
+//! appear (`Masker`): an API that echoes a token must not leak it.
 
 use std::borrow::Cow;
 use std::fmt;
 
-use http::Uri;
+use http::{HeaderMap, Uri, header};
+use memchr::memmem;
+
+use super::Credential;
+use super::entry::{HeaderValues, Headers};
+use crate::credential::{Fingerprint, Place};
 
 /// Query parameter names (lowercase substrings) whose values are secrets.
 const SECRET_PARAMS: [&str; 8] = [
@@ -17,6 +25,21 @@ pub const REDACTED: &str = "<redacted>";
 /// `url` with the values of secret-looking query parameters replaced by
 /// `<redacted>`; borrowed unchanged when there is nothing to hide.
 pub fn url(url: &str) -> Cow<'_, str> {
+    url_at(url, None)
+}
+
+/// `url` as `url()` redacts it, and also the query parameter the rule's
+/// credential lives in, whatever its name.
+pub fn url_at<'a>(url: &'a str, place: Option<&Place>) -> Cow<'a, str> {
+    let param = match place {
+        Some(Place::Query(name)) => Some(name.as_str()),
+        _ => None,
+    };
+    let is_secret_name = |name: &str| param == Some(name) || is_secret_name(name);
+    let is_secret_pair = |pair: &str| {
+        pair.split_once('=')
+            .is_some_and(|(name, value)| !value.is_empty() && is_secret_name(name))
+    };
     let Some((base, query)) = url.split_once('?') else {
         return Cow::Borrowed(url);
     };
@@ -70,9 +93,232 @@ fn is_secret_name(name: &str) -> bool {
     name == "code" || SECRET_PARAMS.iter().any(|s| name.contains(s))
 }
 
+/// `<redacted sha256:0b7d55e1c2a9>`: a secret's stand-in, which still lets a
+/// reader follow one token through a run.
+pub fn stand_in(secret: &str) -> String {
+    format!("<redacted {}>", Fingerprint::of(secret))
+}
+
+/// Recorded headers: credential headers (`authorization`,
+/// `proxy-authorization`, `cookie`, `set-cookie` and the rule's own header)
+/// become stand-ins; other values are masked.
+pub fn headers(map: &HeaderMap, place: Option<&Place>, masker: &Masker) -> Headers {
+    let mut out = Headers::with_capacity(map.keys_len());
+    for name in map.keys() {
+        let is_credential = matches!(
+            *name,
+            header::AUTHORIZATION
+                | header::PROXY_AUTHORIZATION
+                | header::COOKIE
+                | header::SET_COOKIE
+        ) || matches!(place, Some(Place::Header(h)) if h == name);
+        let mut values: Vec<String> = map
+            .get_all(name)
+            .iter()
+            .map(|value| {
+                let text = String::from_utf8_lossy(value.as_bytes());
+                if !is_credential {
+                    return masker.text(&text).into_owned();
+                }
+                // `Bearer abc`: the fingerprint is the token's, as in
+                // `credential`; the scheme stays readable.
+                let is_schemed =
+                    matches!(*name, header::AUTHORIZATION | header::PROXY_AUTHORIZATION);
+                match text.split_once(' ') {
+                    Some((scheme, token)) if is_schemed && !token.trim().is_empty() => {
+                        format!("{scheme} {}", stand_in(token.trim()))
+                    }
+                    _ => stand_in(&text),
+                }
+            })
+            .collect();
+        let values = if values.len() == 1 {
+            HeaderValues::One(values.remove(0))
+        } else {
+            HeaderValues::Many(values)
+        };
+        out.insert(name.as_str().to_string(), values);
+    }
+    out
+}
+
+/// The exchange's tokens and their stand-ins, to mask them in text and
+/// bodies.
+pub struct Masker {
+    secrets: Vec<(String, String)>,
+}
+
+/// Tokens shorter than this are not searched for: masking every `a` in a
+/// body would hide nothing and ruin the record.
+const MIN_SECRET: usize = 3;
+
+/// A truncated capture that ends with this much of a token loses it.
+const MIN_PREFIX: usize = 4;
+
+impl Masker {
+    /// A masker for the credential of an exchange (none: masks nothing).
+    pub fn new(credential: Option<&Credential>) -> Self {
+        let mut secrets: Vec<(String, String)> = Vec::new();
+        if let Some(credential) = credential {
+            for token in [&credential.before, &credential.after]
+                .into_iter()
+                .flatten()
+            {
+                let token = token.trim();
+                if token.len() < MIN_SECRET {
+                    continue;
+                }
+                let replacement = stand_in(token);
+                let encoded = percent_encoding::utf8_percent_encode(
+                    token,
+                    percent_encoding::NON_ALPHANUMERIC,
+                )
+                .to_string();
+                for form in [token.to_string(), encoded] {
+                    if !secrets.iter().any(|(s, _)| *s == form) {
+                        secrets.push((form, replacement.clone()));
+                    }
+                }
+            }
+        }
+        // Longest first: a token that contains another is replaced whole.
+        secrets.sort_by_key(|(secret, _)| std::cmp::Reverse(secret.len()));
+        Self { secrets }
+    }
+
+    /// `text` with every token replaced by its stand-in.
+    pub fn text<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        if !self.secrets.iter().any(|(s, _)| text.contains(s.as_str())) {
+            return Cow::Borrowed(text);
+        }
+        let mut out = text.to_string();
+        for (secret, replacement) in &self.secrets {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), replacement);
+            }
+        }
+        Cow::Owned(out)
+    }
+
+    /// `body` with every token replaced by its stand-in. When the body was
+    /// cut (`is_truncated`), a token's beginning at the very end is cut too.
+    pub fn bytes<'a>(&self, body: &'a [u8], is_truncated: bool) -> Cow<'a, [u8]> {
+        let mut out = Cow::Borrowed(body);
+        for (secret, replacement) in &self.secrets {
+            let finder = memmem::Finder::new(secret.as_bytes());
+            if finder.find(&out).is_none() {
+                continue;
+            }
+            let mut replaced = Vec::with_capacity(out.len());
+            let mut rest: &[u8] = &out;
+            while let Some(at) = finder.find(rest) {
+                replaced.extend_from_slice(&rest[..at]);
+                replaced.extend_from_slice(replacement.as_bytes());
+                rest = &rest[at + secret.len()..];
+            }
+            replaced.extend_from_slice(rest);
+            out = Cow::Owned(replaced);
+        }
+        if is_truncated {
+            let cut = self
+                .secrets
+                .iter()
+                .filter_map(|(secret, _)| partial_tail(&out, secret.as_bytes()))
+                .max();
+            if let Some(cut) = cut {
+                let mut owned = out.into_owned();
+                owned.truncate(owned.len() - cut);
+                owned.extend_from_slice(b"<redacted>");
+                out = Cow::Owned(owned);
+            }
+        }
+        out
+    }
+}
+
+/// The length of the longest proper prefix of `secret` (at least
+/// `MIN_PREFIX`) that `body` ends with.
+fn partial_tail(body: &[u8], secret: &[u8]) -> Option<usize> {
+    (MIN_PREFIX.min(secret.len())..secret.len())
+        .rev()
+        .find(|&n| body.ends_with(&secret[..n]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn masker(before: &str, after: Option<&str>) -> Masker {
+        Masker::new(Some(&Credential {
+            place: Place::default(),
+            before: Some(before.to_string()),
+            after: after.map(str::to_string),
+            resigned: false,
+        }))
+    }
+
+    #[test]
+    fn tokens_are_masked_in_text_and_bodies_with_their_fingerprints() {
+        let m = masker("tok-before-123", Some("tok-after-456"));
+        let body = br#"{"you_sent":"tok-after-456","was":"tok-before-123"}"#;
+        let masked = m.bytes(body, false);
+        let text = String::from_utf8(masked.into_owned()).expect("utf8");
+        assert!(!text.contains("tok-after-456") && !text.contains("tok-before-123"));
+        assert!(text.contains(&stand_in("tok-after-456")), "{text}");
+        assert_eq!(
+            m.text("x tok-before-123 y"),
+            format!("x {} y", stand_in("tok-before-123"))
+        );
+        assert!(matches!(m.text("nothing here"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn a_token_cut_by_the_capture_limit_loses_its_start_too() {
+        let m = masker("abcdefghijklmnop", None);
+        let masked = m.bytes(b"{\"echo\":\"abcdefgh", true);
+        assert_eq!(&*masked, b"{\"echo\":\"<redacted>");
+        // A complete body ending the same way is not cut: it is not a token.
+        let whole = m.bytes(b"abcd", false);
+        assert_eq!(&*whole, b"abcd");
+    }
+
+    #[test]
+    fn credential_headers_become_stand_ins_and_others_are_masked() {
+        let m = masker("s3cr3t-token", None);
+        let mut map = HeaderMap::new();
+        map.insert(
+            "authorization",
+            "Bearer s3cr3t-token".parse().expect("value"),
+        );
+        map.insert("x-api-key", "k-123456".parse().expect("value"));
+        map.insert("x-echo", "got s3cr3t-token".parse().expect("value"));
+        map.append("set-cookie", "a=1".parse().expect("value"));
+        map.append("set-cookie", "b=2".parse().expect("value"));
+        let place = Place::Header(http::HeaderName::from_static("x-api-key"));
+        let out = headers(&map, Some(&place), &m);
+        assert_eq!(
+            out["authorization"],
+            HeaderValues::One(format!("Bearer {}", stand_in("s3cr3t-token")))
+        );
+        assert_eq!(out["x-api-key"], HeaderValues::One(stand_in("k-123456")));
+        assert_eq!(
+            out["x-echo"],
+            HeaderValues::One(format!("got {}", stand_in("s3cr3t-token")))
+        );
+        assert_eq!(
+            out["set-cookie"],
+            HeaderValues::Many(vec![stand_in("a=1"), stand_in("b=2")])
+        );
+    }
+
+    #[test]
+    fn the_rules_query_parameter_is_redacted_whatever_its_name() {
+        let place = Place::Query("k".to_string());
+        assert_eq!(
+            url_at("https://a.test/x?k=v1&q=2", Some(&place)),
+            "https://a.test/x?k=<redacted>&q=2"
+        );
+    }
 
     #[test]
     fn secret_query_values_are_redacted_and_others_kept() {

@@ -1,30 +1,57 @@
 //! `Tap` wraps a response body on its way to the client: it counts what
-//! passes, never holds it, and closes the exchange when the body ends, fails,
-//! or is dropped because the client went away.
+//! passes, keeps a copy of the first bytes (never the whole body), and hands
+//! the exchange to the recorder when the body ends, fails, or is dropped
+//! because the client went away.
+//!
+//! When recording to a file, the last frame is held back until the
+//! recorder has written the exchange's line: a client that has the whole
+//! response can count on it being in the recording.
 
+use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
+use tokio::sync::oneshot;
 
-use super::{BodyEnd, Exchange};
+use super::{BodyEnd, Exchange, Finished, Recorder};
 
-/// A response body that reports its end to its exchange.
+/// A response body that reports its end to the recorder.
 #[derive(Debug)]
 pub struct Tap<B: Body> {
     inner: B,
-    exchange: Option<Exchange>,
+    open: Option<Box<Open>>,
+    /// The last frame, held until `written` fires.
+    held: Option<Frame<Bytes>>,
+    written: Option<oneshot::Receiver<()>>,
+}
+
+#[derive(Debug)]
+struct Open {
+    exchange: Exchange,
+    recorder: Arc<Recorder>,
+    capture: BytesMut,
+    limit: usize,
     bytes: u64,
 }
 
 impl<B: Body> Tap<B> {
-    /// Wraps `inner`; `exchange` is finished exactly once.
-    pub fn new(inner: B, exchange: Exchange) -> Self {
+    /// Wraps `inner`; `exchange` goes to `recorder` exactly once, with the
+    /// first `capture` bytes of the body.
+    pub fn new(inner: B, exchange: Exchange, recorder: Arc<Recorder>, capture: usize) -> Self {
         Self {
             inner,
-            exchange: Some(exchange),
-            bytes: 0,
+            open: Some(Box::new(Open {
+                exchange,
+                recorder,
+                capture: BytesMut::new(),
+                limit: capture,
+                bytes: 0,
+            })),
+            held: None,
+            written: None,
         }
     }
 
@@ -33,17 +60,43 @@ impl<B: Body> Tap<B> {
     pub fn plain(inner: B) -> Self {
         Self {
             inner,
-            exchange: None,
-            bytes: 0,
+            open: None,
+            held: None,
+            written: None,
         }
     }
 
-    fn finish(&mut self, is_complete: bool) {
-        if let Some(exchange) = self.exchange.take() {
-            exchange.finish(BodyEnd {
-                bytes: self.bytes,
+    /// Hands the exchange over; returns the signal of its line being
+    /// written when `wait` and the recorder writes a file.
+    fn finish(&mut self, is_complete: bool, wait: bool) -> Option<oneshot::Receiver<()>> {
+        let open = *self.open.take()?;
+        let finished = Finished {
+            elapsed: open.exchange.started.elapsed(),
+            exchange: open.exchange,
+            end: BodyEnd {
+                bytes: open.bytes,
                 is_complete,
-            });
+            },
+            body: open.capture.freeze(),
+        };
+        if wait && open.recorder.is_recording() {
+            let (tx, rx) = oneshot::channel();
+            open.recorder.submit(finished, Some(tx));
+            Some(rx)
+        } else {
+            open.recorder.submit(finished, None);
+            None
+        }
+    }
+}
+
+impl Open {
+    fn see(&mut self, data: &Bytes) {
+        self.bytes += data.len() as u64;
+        let room = self.limit.saturating_sub(self.capture.len());
+        if room > 0 {
+            self.capture
+                .extend_from_slice(&data[..room.min(data.len())]);
         }
     }
 }
@@ -60,29 +113,61 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    this.bytes += data.len() as u64;
-                }
-                if this.inner.is_end_stream() {
-                    this.finish(true);
-                }
-            }
-            Poll::Ready(Some(Err(_))) => this.finish(false),
-            Poll::Ready(None) => this.finish(true),
-            Poll::Pending => {}
+        if let Some(written) = &mut this.written {
+            // An error means the recorder is gone: nothing more to wait for.
+            let _ = ready!(Pin::new(written).poll(cx));
+            this.written = None;
+            return Poll::Ready(this.held.take().map(Ok));
         }
-        polled
+        let polled = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        match polled {
+            Some(Ok(frame)) => {
+                if let (Some(open), Some(data)) = (&mut this.open, frame.data_ref()) {
+                    open.see(data);
+                }
+                if this.inner.is_end_stream()
+                    && let Some(written) = this.finish(true, true)
+                {
+                    this.held = Some(frame);
+                    this.written = Some(written);
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(err)) => {
+                this.finish(false, false);
+                Poll::Ready(Some(Err(err)))
+            }
+            None => {
+                if let Some(written) = this.finish(true, true) {
+                    this.written = Some(written);
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                Poll::Ready(None)
+            }
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.held.is_none() && self.written.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.held {
+            Some(frame) => {
+                let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+                let inner = self.inner.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(inner.lower() + len);
+                if let Some(upper) = inner.upper() {
+                    hint.set_upper(upper + len);
+                }
+                hint
+            }
+            None => self.inner.size_hint(),
+        }
     }
 }
 
@@ -91,6 +176,6 @@ impl<B: Body> Drop for Tap<B> {
         // Bodies hyper never polls (HEAD, 204, 304, empty) end here too; they
         // are complete when nothing more was due.
         let is_complete = self.inner.is_end_stream();
-        self.finish(is_complete);
+        self.finish(is_complete, false);
     }
 }

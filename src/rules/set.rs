@@ -15,12 +15,13 @@ use tokio::time::Instant;
 
 use super::load::{LoadError, LoadErrorKind, Parsed, parse_duration};
 use super::matcher::{Matcher, Subject};
-use super::schema::{ActionSpec, ExpectSpec, PlaceSpec, Presence, RuleSpec};
+use super::schema::{ActionSpec, PlaceSpec, Presence, RuleSpec};
 use super::when::{self, When};
 use crate::credential::{Found, Jwt, Place, jwt};
 use crate::perturb::action::{Injection, Secret, Synthetic};
 use crate::perturb::token::ScopeChange;
 use crate::perturb::{Action, Key};
+use crate::verdict::Expectation;
 
 /// One compiled rule.
 #[derive(Debug)]
@@ -35,8 +36,18 @@ pub struct Rule {
     pub state: when::State,
     pub action: Action,
     pub action_name: &'static str,
-    pub expect: Option<ExpectSpec>,
+    /// What a correct API answers when the action fired, for a token that
+    /// was not re-signed and one that was (they differ for `scope`); `None`
+    /// for actions without an expectation. A rule's `expect` fills both.
+    expectations: [Option<Arc<Expectation>>; 2],
     salt: u64,
+}
+
+impl Rule {
+    /// The expectation the response to a fired action is judged by.
+    pub fn expectation(&self, was_resigned: bool) -> Option<&Arc<Expectation>> {
+        self.expectations[usize::from(was_resigned)].as_ref()
+    }
 }
 
 /// The rule that owns a request.
@@ -47,6 +58,8 @@ pub struct Selected<'a> {
     pub found: Option<Found>,
     /// Whether `when` held: the action is to be applied.
     pub fired: bool,
+    /// The scenario in effect, if one is on.
+    pub scenario: Option<String>,
 }
 
 /// A scenario name that no rule file defines.
@@ -248,6 +261,7 @@ impl RuleSet {
                 rule,
                 found: found.cloned(),
                 fired,
+                scenario: (*scenario).clone(),
             });
         }
         None
@@ -363,6 +377,15 @@ fn compile_rule(
         ActionSpec::Respond(_) | ActionSpec::TokenTtl(_) | ActionSpec::Pass(_) => Presence::Any,
         _ => Presence::Present,
     };
+    let expectations = match &spec.expect {
+        Some(expect) => {
+            let compiled = Arc::new(Expectation::from_spec(expect)?);
+            [Some(compiled.clone()), Some(compiled)]
+        }
+        None => {
+            [false, true].map(|resigned| Expectation::default_for(&action, resigned).map(Arc::new))
+        }
+    };
     Ok(Rule {
         name: spec.name.clone(),
         enabled: AtomicBool::new(spec.enabled),
@@ -372,7 +395,7 @@ fn compile_rule(
         state: when::State::default(),
         action,
         action_name: spec.action.name(),
-        expect: spec.expect.clone(),
+        expectations,
         salt: when::salt(&spec.name),
     })
 }

@@ -430,6 +430,7 @@ impl TestProxy {
         let mut config = proxy::Config::new("127.0.0.1:0".parse().expect("addr"));
         config.upstream.extra_roots = upstream_cas.iter().map(|ca| ca.der.clone()).collect();
         config.upstream.timeout = Duration::from_secs(10);
+        config.record.path = Some(dir.path().join("recording.jsonl"));
         tune(&mut config);
         let running = Proxy::start(config, ca).await.expect("proxy starts");
         Self {
@@ -459,9 +460,27 @@ impl TestProxy {
         tls_trusting(&[&self.ca_pem], alpn)
     }
 
-    pub async fn shutdown(mut self) -> bool {
+    pub async fn shutdown(self) -> bool {
+        self.stop().await.drained
+    }
+
+    /// Shuts down and returns how: drained, the summary, what was written.
+    pub async fn stop(mut self) -> proxy::Stopped {
         let running = self.running.take().expect("running");
         running.shutdown(Duration::from_secs(5)).await
+    }
+
+    /// Where the proxy records (every test proxy does, as `run` does by
+    /// default).
+    pub fn recording(&self) -> PathBuf {
+        self.dir.path().join("recording.jsonl")
+    }
+
+    /// The records written so far, in order.
+    pub fn records(&self) -> Vec<authfault::record::Record> {
+        let (records, bad) = authfault::report::read(&[self.recording()]).expect("recording");
+        assert!(bad.is_empty(), "every line is a record: {bad:?}");
+        records
     }
 }
 

@@ -1,98 +1,33 @@
-//! The command line: subcommands and `--flag`/`AUTHFAULT_*` options into one
-//! checked `proxy::Config`, then the command's life from start to exit code.
-//! Sockets after start-up are the proxy's business.
+//! `run` and `exec`: the options they share, checked into one
+//! `proxy::Config`, and the life of the proxy from start to report.
 
-use std::io::Write;
+use std::ffi::OsString;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
+use super::Outcome;
 use crate::host::HostGlobs;
 use crate::logging::LogFormat;
 use crate::proxy::{self, Proxy, ProxyAuth};
+use crate::record::Record;
+use crate::report::{self, Format, Summary};
 use crate::rules::set::RuleSet;
 use crate::tls::ca;
-
-/// An intercepting HTTP(S) proxy that perturbs credentials, to test what
-/// clients and APIs do when a token goes bad.
-#[derive(Debug, Parser)]
-#[command(name = "authfault", version, about, propagate_version = true)]
-pub struct Args {
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-/// The subcommands.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the proxy until SIGINT or SIGTERM.
-    Run(Box<RunArgs>),
-    /// Check rule files; print FILE:LINE:COLUMN: message per problem (exit 2 if any).
-    Check {
-        /// Rule files, or folders of *.yaml.
-        #[arg(required = true, value_name = "PATH")]
-        paths: Vec<PathBuf>,
-    },
-    /// Decode tokens.
-    Token {
-        #[command(subcommand)]
-        action: TokenAction,
-    },
-    /// Manage the certificate authority that signs intercepted hosts' certificates.
-    Ca {
-        #[command(subcommand)]
-        action: CaAction,
-        /// Folder of ca.pem and ca-key.pem.
-        #[arg(long, env = "AUTHFAULT_CA_DIR", default_value = "certs", global = true)]
-        ca_dir: PathBuf,
-    },
-}
-
-/// What `authfault token` does.
-#[derive(Debug, Subcommand)]
-pub enum TokenAction {
-    /// Show a JWT's header, claims and expiry in words; nothing is verified.
-    Inspect {
-        /// The token (a `Bearer ` prefix is fine), or `-` to read it from
-        /// stdin and keep it out of the shell history.
-        token: String,
-    },
-}
-
-/// What `authfault ca` does.
-#[derive(Debug, Subcommand)]
-pub enum CaAction {
-    /// Make the CA; an existing one is kept (exit 0) unless --force.
-    Init {
-        /// Replace an existing CA (clients must then trust the new one).
-        #[arg(long)]
-        force: bool,
-    },
-    /// Print the path of the CA certificate.
-    Path,
-    /// Print the CA certificate (PEM) to stdout.
-    Export,
-}
 
 /// Options of `run` (SPEC section 3), each also read from its environment
 /// variable, for containers.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
-    /// Proxy address; port 0 picks a free port.
-    #[arg(
-        long,
-        env = "AUTHFAULT_LISTEN",
-        default_value = "127.0.0.1:8080",
-        value_name = "ADDR"
-    )]
-    pub listen: SocketAddr,
+    /// Proxy address; port 0 picks a free port [default: 127.0.0.1:8080; exec: 127.0.0.1:0].
+    #[arg(long, env = "AUTHFAULT_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
     /// Folder of the CA certificate and key; created on first use.
     #[arg(
         long,
@@ -165,135 +100,47 @@ pub struct RunArgs {
     /// Seed for `probability` rules, for reproducible runs (default: random, logged).
     #[arg(long, env = "AUTHFAULT_SEED", value_name = "N")]
     pub seed: Option<u64>,
-    /// Exchange recording: `off` until recording lands (issue #4).
-    #[arg(
-        long,
-        env = "AUTHFAULT_RECORD",
-        value_name = "FILE|off",
-        default_value = "off"
-    )]
-    pub record: String,
+    /// Exchange recording, JSON Lines, appended [default: ./recordings/<UTC time>.jsonl]; `off` records nothing.
+    #[arg(long, env = "AUTHFAULT_RECORD", value_name = "FILE|off")]
+    pub record: Option<String>,
+    /// Response body bytes kept per recorded exchange.
+    #[arg(long, env = "AUTHFAULT_RECORD_BODY", default_value_t = crate::record::DEFAULT_BODY_LIMIT, value_name = "BYTES")]
+    pub record_body: usize,
+    /// Also write the run's report as JUnit XML when it ends.
+    #[arg(long, env = "AUTHFAULT_JUNIT", value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Also write the run's exchanges as HAR 1.2 when it ends.
+    #[arg(long, env = "AUTHFAULT_HAR", value_name = "FILE")]
+    pub har: Option<PathBuf>,
 }
 
-/// How a command ended, turned into the process's exit status by `main`.
+/// `exec`: the options of `run`, then the command after `--`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// The command to run through the proxy, and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+/// Which command the options serve: they differ in the default address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Everything went as asked: exit 0.
-    Success,
-    /// The input was found invalid and the problems were printed: exit 2.
-    Invalid,
-}
-
-impl Outcome {
-    /// The exit status of SPEC section 3.
-    pub fn exit_code(self) -> ExitCode {
-        match self {
-            Self::Success => ExitCode::SUCCESS,
-            Self::Invalid => ExitCode::from(2),
-        }
-    }
-}
-
-/// Runs a parsed command line. An `Err` is a usage or configuration error:
-/// `main` prints it and exits 2.
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    match args.command {
-        Command::Run(run) => run_proxy(*run),
-        Command::Ca { action, ca_dir } => run_ca(&action, &ca_dir),
-        Command::Check { paths } => run_check(&paths),
-        Command::Token {
-            action: TokenAction::Inspect { token },
-        } => run_inspect(&token),
-    }
-}
-
-/// The log format a command asks for, so `main` can start logging first.
-pub fn log_format(args: &Args) -> LogFormat {
-    match &args.command {
-        Command::Run(run) => run.log_format,
-        Command::Ca { .. } | Command::Check { .. } | Command::Token { .. } => LogFormat::Text,
-    }
-}
-
-fn run_inspect(token: &str) -> anyhow::Result<Outcome> {
-    let token = if token == "-" {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
-            .context("reading the token from stdin")?;
-        text
-    } else {
-        token.to_string()
-    };
-    match crate::inspect::report(&token, crate::credential::jwt::now_secs()) {
-        Ok(report) => {
-            print!("{report}");
-            Ok(Outcome::Success)
-        }
-        Err(reason) => bail!("{reason}"),
-    }
-}
-
-fn run_check(paths: &[PathBuf]) -> anyhow::Result<Outcome> {
-    let env = |name: &str| std::env::var(name).ok();
-    let mut out = std::io::stdout().lock();
-    match crate::rules::load::load(paths, &env) {
-        Ok(files) => {
-            let rules: usize = files.iter().map(|f| f.file.rules.len()).sum();
-            let scenarios: usize = files.iter().map(|f| f.file.scenarios.len()).sum();
-            writeln!(
-                out,
-                "ok: {} file(s), {rules} rule(s), {scenarios} scenario(s)",
-                files.len()
-            )?;
-            Ok(Outcome::Success)
-        }
-        Err(errors) => {
-            for error in &errors {
-                writeln!(out, "{error}")?;
-            }
-            eprintln!("authfault: {} problem(s) in the rule files", errors.len());
-            Ok(Outcome::Invalid)
-        }
-    }
-}
-
-fn run_ca(action: &CaAction, dir: &Path) -> anyhow::Result<Outcome> {
-    let (cert_path, _) = ca::paths(dir);
-    let mut out = std::io::stdout().lock();
-    match action {
-        CaAction::Init { force } => match ca::init(dir, *force)? {
-            ca::InitOutcome::Created => writeln!(out, "created {}", cert_path.display())?,
-            ca::InitOutcome::Kept => writeln!(
-                out,
-                "kept the existing CA at {} (--force replaces it)",
-                cert_path.display()
-            )?,
-        },
-        CaAction::Path => {
-            if !cert_path.exists() {
-                bail!(
-                    "no CA at {}; run `authfault ca init --ca-dir {}` to make one",
-                    cert_path.display(),
-                    dir.display()
-                );
-            }
-            writeln!(out, "{}", cert_path.display())?;
-        }
-        CaAction::Export => {
-            let ca = ca::load(dir)?;
-            out.write_all(ca.cert_pem().as_bytes())?;
-        }
-    }
-    Ok(Outcome::Success)
+pub enum Mode {
+    Run,
+    Exec,
 }
 
 /// Checks the options and turns them into the proxy's config.
-pub fn proxy_config(args: &RunArgs) -> anyhow::Result<proxy::Config> {
-    if !args.listen.ip().is_loopback() && !args.allow_remote {
+pub fn proxy_config(args: &RunArgs, mode: Mode) -> anyhow::Result<proxy::Config> {
+    let listen = args.listen.unwrap_or(match mode {
+        Mode::Run => SocketAddr::from(([127, 0, 0, 1], 8080)),
+        Mode::Exec => SocketAddr::from(([127, 0, 0, 1], 0)),
+    });
+    if !listen.ip().is_loopback() && !args.allow_remote {
         bail!(
-            "--listen {} is not a loopback address: anyone who can reach it could use authfault as an open proxy; \
-             add --allow-remote (and --proxy-auth USER:PASS) to allow it",
-            args.listen
+            "--listen {listen} is not a loopback address: anyone who can reach it could use authfault as an open proxy; \
+             add --allow-remote (and --proxy-auth USER:PASS) to allow it"
         );
     }
     let intercept = if args.intercept.is_empty() {
@@ -308,14 +155,18 @@ pub fn proxy_config(args: &RunArgs) -> anyhow::Result<proxy::Config> {
             "--proxy-auth must be USER:PASS with a non-empty user (the value is not shown)",
         )?),
     };
-    if args.record != "off" {
+    let record_path = record_path(args);
+    if record_path.is_none() && (args.junit.is_some() || args.har.is_some()) {
         bail!(
-            "--record {}: recording exchanges is not available yet (issue #4); use --record off",
-            args.record
+            "--junit and --har are written from the recording; drop --record off, or make them afterwards with `authfault report`"
         );
     }
     let rules = load_rules(args)?;
-    let mut config = proxy::Config::new(args.listen);
+    let mut config = proxy::Config::new(listen);
+    config.record = crate::record::Config {
+        path: record_path,
+        body_limit: args.record_body,
+    };
     config.rules = Arc::new(arc_swap::ArcSwap::from_pointee(rules));
     config.intercept = intercept;
     config.passthrough = passthrough;
@@ -325,6 +176,21 @@ pub fn proxy_config(args: &RunArgs) -> anyhow::Result<proxy::Config> {
     config.upstream.timeout = args.upstream_timeout;
     config.upstream.extra_roots = load_roots(&args.upstream_ca)?;
     Ok(config)
+}
+
+/// The recording file: `--record`, `None` for `off`, else a new file in
+/// `./recordings` named after the time.
+fn record_path(args: &RunArgs) -> Option<PathBuf> {
+    match args.record.as_deref() {
+        Some("off") => None,
+        Some(path) => Some(PathBuf::from(path)),
+        None => {
+            let now = crate::record::entry::timestamp(std::time::SystemTime::now());
+            // `2026-11-28T07-20-00Z`: no colons, which some file systems refuse.
+            let name = format!("{}Z.jsonl", now[..19].replace(':', "-"));
+            Some(Path::new("recordings").join(name))
+        }
+    }
 }
 
 /// The rule paths `run` uses: `--rules`, else `./rules` when it exists.
@@ -405,8 +271,41 @@ fn load_roots(paths: &[PathBuf]) -> anyhow::Result<Vec<CertificateDer<'static>>>
     Ok(roots)
 }
 
-fn run_proxy(args: RunArgs) -> anyhow::Result<Outcome> {
-    let config = proxy_config(&args)?;
+/// `authfault run`: serves until SIGINT or SIGTERM, then drains, writes the
+/// recording and prints the summary.
+pub fn run_proxy(args: RunArgs) -> anyhow::Result<Outcome> {
+    serve(args, Mode::Run, |running| async move {
+        print_banner(&running);
+        shutdown_signal().await;
+        (running, None)
+    })
+}
+
+/// `authfault exec`: runs the command through the proxy, then drains, writes
+/// the recording and prints the report on stderr. The exit status is 3 on
+/// violations, else the command's.
+pub fn run_exec(args: ExecArgs) -> anyhow::Result<Outcome> {
+    let command = args.command.clone();
+    let ca_dir = args.run.ca_dir.clone();
+    serve(args.run, Mode::Exec, move |running| async move {
+        let status = crate::exec::run_child(&command, &running, &ca_dir).await;
+        (running, Some(status))
+    })
+}
+
+/// What `run` and `exec` share: config, CA, rules and their watcher, the
+/// proxy, then after `body` the shutdown, the summary and the reports.
+fn serve<F, Fut>(args: RunArgs, mode: Mode, body: F) -> anyhow::Result<Outcome>
+where
+    F: FnOnce(proxy::Running) -> Fut,
+    Fut: Future<
+        Output = (
+            proxy::Running,
+            Option<anyhow::Result<crate::exec::ChildStatus>>,
+        ),
+    >,
+{
+    let config = proxy_config(&args, mode)?;
     let ca = Arc::new(ca::load_or_create(&args.ca_dir)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -437,17 +336,87 @@ fn run_proxy(args: RunArgs) -> anyhow::Result<Outcome> {
             }
         };
         let running = Proxy::start(config, ca).await?;
-        print_banner(&running);
-        shutdown_signal().await;
+        let recording = running.recording().map(Path::to_path_buf);
+        let (running, child) = body(running).await;
         tracing::info!(
             "shutting down: letting in-flight exchanges finish (up to {}s)",
             args.grace.as_secs_f64()
         );
-        if !running.shutdown(args.grace).await {
+        let stopped = running.shutdown(args.grace).await;
+        if !stopped.drained {
             tracing::warn!("grace period over; connections still open were cut");
         }
-        Ok(Outcome::Success)
+        if let Some(path) = &recording {
+            tracing::info!(
+                "recorded {} exchange(s) in {}{}",
+                stopped.written,
+                path.display(),
+                if stopped.failed > 0 {
+                    format!("; {} could not be written (see above)", stopped.failed)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        let summary = &stopped.summary;
+        match mode {
+            Mode::Run => {
+                let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(report::text::render(summary, color).as_bytes());
+                let _ = out.flush();
+            }
+            Mode::Exec => {
+                let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+                let mut err = std::io::stderr().lock();
+                let _ = err.write_all(report::text::render(summary, color).as_bytes());
+            }
+        }
+        if let Some(path) = &recording {
+            write_reports(&args, path, &stopped.ids)?;
+        }
+        let child = child.transpose()?;
+        Ok(outcome(mode, summary, child))
     })
+}
+
+/// The exit status of SPEC section 3: `run` succeeds after a clean
+/// shutdown; `exec` exits 3 on violations, else with the command's status.
+fn outcome(mode: Mode, summary: &Summary, child: Option<crate::exec::ChildStatus>) -> Outcome {
+    match (mode, child) {
+        (Mode::Run, _) => Outcome::Success,
+        (Mode::Exec, _) if summary.has_violations() => Outcome::Violations,
+        (Mode::Exec, Some(status)) => Outcome::Status(status.code()),
+        (Mode::Exec, None) => Outcome::Success,
+    }
+}
+
+/// Writes `--junit` and `--har` from this run's part of the recording.
+fn write_reports(
+    args: &RunArgs,
+    recording: &Path,
+    ids: &std::ops::Range<u64>,
+) -> anyhow::Result<()> {
+    if args.junit.is_none() && args.har.is_none() {
+        return Ok(());
+    }
+    let (records, bad) = report::read(&[recording])?;
+    for line in &bad {
+        tracing::warn!("{line}");
+    }
+    let records: Vec<Record> = records
+        .into_iter()
+        .filter(|r| ids.contains(&r.id))
+        .collect();
+    for (path, format) in [(&args.junit, Format::Junit), (&args.har, Format::Har)] {
+        if let Some(path) = path {
+            let text = report::render(&records, format, false)?;
+            std::fs::write(path, text)
+                .with_context(|| format!("cannot write the report {}", path.display()))?;
+            tracing::info!("wrote {}", path.display());
+        }
+    }
+    Ok(())
 }
 
 fn print_banner(running: &proxy::Running) {
@@ -456,16 +425,19 @@ fn print_banner(running: &proxy::Running) {
     let cert = running.ca().cert_path();
     let mut out = std::io::stdout().lock();
     // The banner is the one thing on stdout: scripts read the real port here.
+    let recording = running
+        .recording()
+        .map_or_else(|| "off".to_string(), |p| p.display().to_string());
     let _ = writeln!(
         out,
-        "authfault {} ready\n  proxy  {url}\n  admin  off (the admin API is not available yet)\n  CA     {}\n  hint   export HTTPS_PROXY={url} HTTP_PROXY={url}",
+        "authfault {} ready\n  proxy  {url}\n  admin  off (the admin API is not available yet)\n  CA     {}\n  record {recording}\n  hint   export HTTPS_PROXY={url} HTTP_PROXY={url}",
         env!("CARGO_PKG_VERSION"),
         cert.display(),
     );
     let _ = out.flush();
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(term) => term,
         Err(err) => {
@@ -481,7 +453,7 @@ async fn shutdown_signal() {
 }
 
 /// Parses a number of seconds (`10`, `0.5`).
-fn seconds(value: &str) -> Result<Duration, String> {
+pub(crate) fn seconds(value: &str) -> Result<Duration, String> {
     let secs: f64 = value
         .parse()
         .map_err(|_| format!("`{value}` is not a number of seconds"))?;

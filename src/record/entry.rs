@@ -1,0 +1,354 @@
+//! One line of the recording (SPEC section 7): `Record`, written by the
+//! recorder and read back by `authfault report`. `Record::build` is where an
+//! exchange is judged and every secret in it is masked.
+
+use std::fmt;
+
+use base64::Engine;
+use http::{HeaderMap, Version};
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::Finished;
+use super::redact::{self, Masker};
+use crate::credential::{Fingerprint, jwt};
+use crate::verdict::{self, Verdict};
+
+/// One finished exchange as the recording keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Sequence number within the run, from 1.
+    pub id: u64,
+    /// When the request arrived (RFC 3339, UTC, milliseconds).
+    pub ts: String,
+    pub client: String,
+    pub method: String,
+    /// The URL with credentials masked.
+    pub url: String,
+    /// The client's side (`HTTP/1.1`, `HTTP/2`).
+    pub http_version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_http_version: Option<String>,
+    /// The rule that owned the exchange.
+    pub rule: Option<String>,
+    /// That rule's action.
+    pub action: Option<String>,
+    /// Whether the rule's `when` held and the action was applied.
+    #[serde(default)]
+    pub fired: bool,
+    /// The scenario in effect.
+    pub scenario: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<CredentialRecord>,
+    pub request: RequestRecord,
+    pub response: ResponseRecord,
+    /// The code of an error the proxy answered itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub timing: Timing,
+    pub verdict: Verdict,
+    pub reason: String,
+}
+
+/// The credential before and after the action, without its value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CredentialRecord {
+    /// `header:authorization`, `query:api_key`, `cookie:session`.
+    pub location: String,
+    pub before: Option<TokenRecord>,
+    pub after: Option<TokenRecord>,
+}
+
+/// A token as the recording shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// `sha256:` and 12 hex digits.
+    pub fingerprint: String,
+    /// `jwt` or `opaque`.
+    pub kind: String,
+    /// A JWT's claims.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claims: Option<Map<String, Value>>,
+    /// On `after`: whether authfault re-signed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resigned: Option<bool>,
+}
+
+/// Header values by lowercase name; a repeated header is a list.
+pub type Headers = IndexMap<String, HeaderValues>;
+
+/// One header's value or values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum HeaderValues {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl HeaderValues {
+    /// Each value.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        let slice: &[String] = match self {
+            Self::One(value) => std::slice::from_ref(value),
+            Self::Many(values) => values,
+        };
+        slice.iter().map(String::as_str)
+    }
+}
+
+/// The request as forwarded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    #[serde(default)]
+    pub headers: Headers,
+    #[serde(default)]
+    pub body_bytes: u64,
+}
+
+/// The response as the client got it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ResponseRecord {
+    /// 0 when no response was sent (the client left first).
+    pub status: u16,
+    #[serde(default)]
+    pub headers: Headers,
+    /// The captured start of the body, as text, credentials masked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// The same, base64, when the body is not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_base64: Option<String>,
+    /// Why the body was not kept (a compressed body cannot be masked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_omitted: Option<String>,
+    /// The whole body's size, however much of it was kept.
+    #[serde(default)]
+    pub body_bytes: u64,
+    /// Whether more was sent than kept.
+    #[serde(default)]
+    pub body_truncated: bool,
+    /// False when the body stopped early (client gone, upstream broke off).
+    #[serde(default = "yes")]
+    pub complete: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Timings in milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    /// From the request's arrival to the response body's end.
+    pub total_ms: f64,
+    /// From sending upstream to the upstream's response headers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_ms: Option<f64>,
+}
+
+impl Record {
+    /// Judges a finished exchange and builds its record with every secret
+    /// masked. `keep_body` is false when bodies are not recorded.
+    pub fn build(finished: &Finished, id: u64, keep_body: bool) -> Self {
+        let exchange = &finished.exchange;
+        let (verdict, reason) = judge(finished);
+        let masker = Masker::new(exchange.credential.as_ref());
+        let place = exchange.credential.as_ref().map(|c| &c.place);
+        let credential = exchange.credential.as_ref().map(|c| CredentialRecord {
+            location: c.place.to_string(),
+            before: c.before.as_deref().map(|t| token_record(t, None)),
+            after: c
+                .after
+                .as_deref()
+                .map(|t| token_record(t, Some(c.resigned))),
+        });
+        let response_headers = exchange.response_headers.as_ref();
+        let mut response = ResponseRecord {
+            status: exchange.status.map_or(0, |s| s.as_u16()),
+            headers: response_headers
+                .map(|h| redact::headers(h, place, &masker))
+                .unwrap_or_default(),
+            body_bytes: finished.end.bytes,
+            complete: finished.end.is_complete,
+            ..ResponseRecord::default()
+        };
+        if keep_body && !finished.body.is_empty() {
+            keep(&mut response, finished, response_headers, &masker);
+        }
+        Self {
+            id,
+            ts: timestamp(exchange.started_at),
+            client: exchange.client.to_string(),
+            method: exchange.method.to_string(),
+            url: masker
+                .text(&redact::url_at(&exchange.url.to_string(), place))
+                .into_owned(),
+            http_version: version_name(exchange.version).to_string(),
+            upstream_http_version: exchange
+                .upstream_version
+                .map(|v| version_name(v).to_string()),
+            rule: exchange.rule.as_ref().map(|(name, _)| name.clone()),
+            action: exchange.rule.as_ref().map(|(_, action)| action.to_string()),
+            fired: exchange.fired,
+            scenario: exchange.scenario.clone(),
+            credential,
+            request: RequestRecord {
+                headers: exchange
+                    .request_headers
+                    .as_ref()
+                    .map(|h| redact::headers(h, place, &masker))
+                    .unwrap_or_default(),
+                body_bytes: exchange
+                    .request_bytes
+                    .as_ref()
+                    .map_or(0, |n| n.load(std::sync::atomic::Ordering::Relaxed)),
+            },
+            response,
+            error: exchange.error.map(str::to_string),
+            timing: Timing {
+                total_ms: millis(finished.elapsed),
+                upstream_ms: exchange.upstream_elapsed.map(millis),
+            },
+            verdict,
+            reason,
+        }
+    }
+}
+
+/// The verdict of SPEC section 6 and its reason.
+fn judge(finished: &Finished) -> (Verdict, String) {
+    let exchange = &finished.exchange;
+    if let Some((verdict, reason)) = &exchange.verdict {
+        return (*verdict, reason.clone());
+    }
+    let Some(expectation) = &exchange.expectation else {
+        return (Verdict::Untouched, "no expectation".to_string());
+    };
+    if let Some(code) = exchange.error {
+        return (
+            Verdict::Error,
+            format!("no response from the upstream ({code})"),
+        );
+    }
+    let Some(status) = exchange.status else {
+        return (
+            Verdict::Error,
+            "no response: the client left first".to_string(),
+        );
+    };
+    let empty = HeaderMap::new();
+    let judged = verdict::judge(
+        expectation,
+        &verdict::Observed {
+            status: status.as_u16(),
+            headers: exchange.response_headers.as_ref().unwrap_or(&empty),
+            body: &finished.body,
+        },
+    );
+    (judged.verdict, judged.reason)
+}
+
+/// Puts the captured body into the record: masked, as text when it is UTF-8,
+/// base64 otherwise; omitted when compressed (masking cannot see inside).
+fn keep(
+    response: &mut ResponseRecord,
+    finished: &Finished,
+    headers: Option<&HeaderMap>,
+    masker: &Masker,
+) {
+    let encoding = headers
+        .and_then(|h| h.get(http::header::CONTENT_ENCODING))
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"));
+    if let Some(encoding) = encoding {
+        response.body_omitted = Some(format!(
+            "content-encoding {encoding}: a compressed body is not recorded, so no credential in it can leak"
+        ));
+        return;
+    }
+    let is_truncated = finished.end.bytes > finished.body.len() as u64;
+    response.body_truncated = is_truncated;
+    let masked = masker.bytes(&finished.body, is_truncated);
+    match std::str::from_utf8(&masked) {
+        Ok(text) => response.body = Some(text.to_string()),
+        // Cut mid-character by the capture limit: still text.
+        Err(err) if is_truncated && err.error_len().is_none() => {
+            let text = std::str::from_utf8(&masked[..err.valid_up_to()]).unwrap_or_default();
+            response.body = Some(text.to_string());
+        }
+        Err(_) => {
+            response.body_base64 = Some(base64::engine::general_purpose::STANDARD.encode(&masked));
+        }
+    }
+}
+
+fn token_record(token: &str, resigned: Option<bool>) -> TokenRecord {
+    let claims = jwt::decode(token).ok().map(|jwt| jwt.claims);
+    TokenRecord {
+        fingerprint: Fingerprint::of(token).to_string(),
+        kind: if claims.is_some() { "jwt" } else { "opaque" }.to_string(),
+        claims,
+        resigned,
+    }
+}
+
+fn millis(duration: std::time::Duration) -> f64 {
+    // Three decimals: microseconds, no float noise in the file.
+    (duration.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+/// `HTTP/1.1`, `HTTP/2`.
+pub fn version_name(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// RFC 3339 in UTC with milliseconds: `2026-11-28T07:20:00.123Z`.
+pub fn timestamp(at: std::time::SystemTime) -> String {
+    let at = time::OffsetDateTime::from(at);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.millisecond()
+    )
+}
+
+/// The log line of SPEC section 9:
+/// `GET https://api.example.com/v1/orders 401 12ms rule=expire-orders action=expire verdict=enforced`.
+pub struct LogLine<'a>(pub &'a Record);
+
+impl fmt::Display for LogLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let record = self.0;
+        write!(
+            f,
+            "{} {} {} {}ms rule={} action={} verdict={}",
+            record.method,
+            record.url,
+            record.response.status,
+            record.timing.total_ms.round(),
+            record.rule.as_deref().unwrap_or("-"),
+            record.action.as_deref().unwrap_or("-"),
+            record.verdict,
+        )?;
+        if let Some(code) = &record.error {
+            write!(f, " error={code}")?;
+        }
+        if !record.response.complete {
+            f.write_str(" body=incomplete")?;
+        }
+        Ok(())
+    }
+}

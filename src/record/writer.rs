@@ -1,0 +1,336 @@
+//! The recorder: one thread that takes finished exchanges off the proxy's
+//! hands. For each, in arrival order, it gives the next id, builds the
+//! judged and masked `Record`, writes the log line, adds it to the summary,
+//! and appends it to the recording. Lines are written as soon as the queue
+//! runs dry (one `write` for a burst) and the file is synced on close.
+//!
+//! Nothing is dropped. The queue is bounded; when it is full the exchange
+//! waits (in a task, never blocking the runtime) and the log says the
+//! recorder is behind. When recording to a file, a response's last bytes
+//! go to the client only after its line is written, so a client that saw a
+//! whole response finds it in the recording even if the proxy is killed.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::task::TaskTracker;
+
+use super::{Config, Finished, Record};
+use crate::report::Summary;
+
+/// Exchanges the queue holds before new ones wait.
+const QUEUE: usize = 4096;
+
+/// Exchanges written with one `write`, at most.
+const BATCH: usize = 256;
+
+/// Why the recording cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "cannot open the recording {path}: {source}; pick another file with --record FILE, or --record off"
+    )]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the recorder thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+enum Job {
+    Exchange(Box<Finished>, Option<oneshot::Sender<()>>),
+    Close(oneshot::Sender<Closed>),
+}
+
+/// What the recorder hands back when it closes.
+#[derive(Debug)]
+pub struct Closed {
+    /// The run's verdicts.
+    pub summary: Summary,
+    /// Exchanges recorded in the file this run.
+    pub written: u64,
+    /// Exchanges that could not be written (disk full, file gone); each
+    /// was logged when it happened.
+    pub failed: u64,
+    /// The ids this run gave (a file appended to holds earlier runs too).
+    pub ids: std::ops::Range<u64>,
+}
+
+/// The proxy's handle on the recorder thread.
+#[derive(Debug)]
+pub struct Recorder {
+    tx: mpsc::Sender<Job>,
+    path: Option<PathBuf>,
+    body_limit: usize,
+    /// Exchanges waiting for room in the queue.
+    waiting: TaskTracker,
+    last_warning: AtomicU64,
+    epoch: Instant,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Recorder {
+    /// Opens (creating its folder) or appends to the recording and starts the
+    /// thread. Ids continue after the last one in an existing file.
+    pub fn start(config: &Config) -> Result<Arc<Self>, Error> {
+        let (file, next_id) = match &config.path {
+            Some(path) => {
+                let (file, last) = open(path).map_err(|source| Error::Open {
+                    path: path.clone(),
+                    source,
+                })?;
+                (Some(file), last + 1)
+            }
+            None => (None, 1),
+        };
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let keep_body = config.body_limit > 0;
+        let thread = std::thread::Builder::new()
+            .name("authfault-record".to_string())
+            .spawn(move || {
+                Worker {
+                    file,
+                    first_id: next_id,
+                    next_id,
+                    keep_body,
+                    summary: Summary::default(),
+                    written: 0,
+                    failed: 0,
+                    buf: Vec::with_capacity(64 * 1024),
+                }
+                .run(rx);
+            })
+            .map_err(Error::Thread)?;
+        Ok(Arc::new(Self {
+            tx,
+            path: config.path.clone(),
+            body_limit: config.body_limit,
+            waiting: TaskTracker::new(),
+            last_warning: AtomicU64::new(0),
+            epoch: Instant::now(),
+            thread: Mutex::new(Some(thread)),
+        }))
+    }
+
+    /// The recording file, if recording to one.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Whether exchanges are written to a file (and so need their request
+    /// headers, sizes and bodies kept).
+    pub fn is_recording(&self) -> bool {
+        self.path.is_some()
+    }
+
+    /// Response body bytes kept per exchange.
+    pub fn body_limit(&self) -> usize {
+        self.body_limit
+    }
+
+    /// Hands a finished exchange over. With `ack`, it is signalled once the
+    /// line is written (or could not be).
+    pub fn submit(&self, finished: Finished, ack: Option<oneshot::Sender<()>>) {
+        let job = Job::Exchange(Box::new(finished), ack);
+        let job = match self.tx.try_send(job) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::debug!("an exchange ended after the recording was closed");
+                return;
+            }
+            Err(mpsc::error::TrySendError::Full(job)) => job,
+        };
+        self.warn_behind();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let tx = self.tx.clone();
+                self.waiting.spawn_on(
+                    async move {
+                        if tx.send(job).await.is_err() {
+                            tracing::debug!("an exchange ended after the recording was closed");
+                        }
+                    },
+                    &runtime,
+                );
+            }
+            // Outside the runtime (its last connections being dropped):
+            // waiting here blocks nothing else.
+            Err(_) => {
+                if self.tx.blocking_send(job).is_err() {
+                    tracing::debug!("an exchange ended after the recording was closed");
+                }
+            }
+        }
+    }
+
+    fn warn_behind(&self) {
+        let now = self.epoch.elapsed().as_secs() + 1;
+        let last = self.last_warning.load(Ordering::Relaxed);
+        if now > last
+            && self
+                .last_warning
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                "the recorder is behind ({QUEUE} exchanges queued): exchanges wait for it rather than be lost; is the disk slow or full?"
+            );
+        }
+    }
+
+    /// Writes what is queued, syncs the file, stops the thread and returns
+    /// the summary. Exchanges that end later are not recorded.
+    pub async fn close(&self) -> Option<Closed> {
+        self.waiting.close();
+        self.waiting.wait().await;
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Job::Close(tx)).await.is_err() {
+            return None;
+        }
+        let closed = rx.await.ok();
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        closed
+    }
+}
+
+/// Opens `path` for appending, creating it and its folder, and finds the
+/// last id already in it.
+fn open(path: &Path) -> std::io::Result<(File, u64)> {
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(path)?;
+    let last = last_id(&mut file).unwrap_or(0);
+    Ok((file, last))
+}
+
+/// The id of the last complete line of an existing recording.
+fn last_id(file: &mut File) -> Option<u64> {
+    let len = file.metadata().ok()?.len();
+    let start = len.saturating_sub(256 * 1024);
+    file.seek(SeekFrom::Start(start)).ok()?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail).ok()?;
+    tail.split(|&b| b == b'\n')
+        .rev()
+        .filter_map(|line| serde_json::from_slice::<serde_json::Value>(line).ok())
+        .find_map(|value| value.get("id").and_then(serde_json::Value::as_u64))
+}
+
+struct Worker {
+    file: Option<File>,
+    first_id: u64,
+    next_id: u64,
+    keep_body: bool,
+    summary: Summary,
+    written: u64,
+    failed: u64,
+    buf: Vec<u8>,
+}
+
+impl Worker {
+    fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        let mut acks = Vec::new();
+        while let Some(job) = rx.blocking_recv() {
+            let mut next = Some(job);
+            let mut close = None;
+            let mut batch: u64 = 0;
+            while let Some(job) = next.take() {
+                match job {
+                    Job::Exchange(finished, ack) => {
+                        self.take(&finished);
+                        acks.extend(ack);
+                        batch += 1;
+                    }
+                    Job::Close(reply) => {
+                        close = Some(reply);
+                        break;
+                    }
+                }
+                if batch < BATCH as u64 {
+                    next = rx.try_recv().ok();
+                }
+            }
+            self.write_batch(batch);
+            for ack in acks.drain(..) {
+                let _ = ack.send(());
+            }
+            if let Some(reply) = close {
+                self.sync();
+                let _ = reply.send(Closed {
+                    summary: std::mem::take(&mut self.summary),
+                    written: self.written,
+                    failed: self.failed,
+                    ids: self.first_id..self.next_id,
+                });
+                return;
+            }
+        }
+        self.sync();
+    }
+
+    fn take(&mut self, finished: &Finished) {
+        let record = Record::build(finished, self.next_id, self.keep_body);
+        self.next_id += 1;
+        crate::logging::exchange(&record);
+        self.summary.add(&record);
+        if self.file.is_some() {
+            let start = self.buf.len();
+            match serde_json::to_writer(&mut self.buf, &record) {
+                Ok(()) => self.buf.push(b'\n'),
+                Err(err) => {
+                    self.buf.truncate(start);
+                    self.failed += 1;
+                    tracing::error!(id = record.id, "cannot encode the exchange: {err}");
+                }
+            }
+        }
+    }
+
+    fn write_batch(&mut self, batch: u64) {
+        let Some(file) = &mut self.file else {
+            return;
+        };
+        if self.buf.is_empty() {
+            return;
+        }
+        match file.write_all(&self.buf) {
+            Ok(()) => self.written += batch,
+            Err(err) => {
+                self.failed += batch;
+                tracing::error!(
+                    "cannot append {batch} exchange(s) to the recording: {err}; they are lost from the file (their log lines remain)"
+                );
+            }
+        }
+        self.buf.clear();
+    }
+
+    fn sync(&mut self) {
+        if let Some(file) = &self.file
+            && let Err(err) = file.sync_all()
+        {
+            tracing::error!("cannot sync the recording to disk: {err}");
+        }
+    }
+}

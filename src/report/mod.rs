@@ -1,0 +1,249 @@
+//! Reports on a run (SPEC section 7): `Summary` counts verdicts per rule,
+//! fed one `Record` at a time, live by the recorder or from recording files
+//! by `authfault report`. It renders as text (`text`) or JSON; the records
+//! themselves render as JUnit XML (`junit`) or HAR 1.2 (`har`).
+
+pub mod har;
+pub mod junit;
+pub mod text;
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+use crate::record::Record;
+use crate::verdict::Verdict;
+
+/// Every verdict, in the order reports list them.
+pub const VERDICTS: [Verdict; 7] = [
+    Verdict::Enforced,
+    Verdict::Bypassed,
+    Verdict::Mismatch,
+    Verdict::Error,
+    Verdict::Skipped,
+    Verdict::Synthetic,
+    Verdict::Untouched,
+];
+
+/// The verdict summary: `authfault report --format json`, the admin API's
+/// `/report`, and what `run` and `exec` print at the end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub exchanges: u64,
+    /// Exchanges with a verdict other than `untouched`.
+    pub judged: u64,
+    pub violations: u64,
+    /// Every verdict, zeros included.
+    pub verdicts: IndexMap<Verdict, u64>,
+    /// One entry per rule that owned an exchange, in order of appearance.
+    pub rules: Vec<RuleSummary>,
+}
+
+/// One rule's share of the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleSummary {
+    pub name: String,
+    pub action: String,
+    /// Exchanges the rule owned.
+    pub matched: u64,
+    /// Those whose `when` held.
+    pub fired: u64,
+    /// Counts of the verdicts that occurred.
+    pub verdicts: IndexMap<Verdict, u64>,
+    pub violations: Vec<Violation>,
+}
+
+/// An exchange judged `bypassed`, `mismatch` or `error`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Violation {
+    pub id: u64,
+    pub method: String,
+    pub url: String,
+    pub status: u16,
+    pub verdict: Verdict,
+    pub reason: String,
+}
+
+impl Default for Summary {
+    fn default() -> Self {
+        Self {
+            exchanges: 0,
+            judged: 0,
+            violations: 0,
+            verdicts: VERDICTS.iter().map(|&v| (v, 0)).collect(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// Rule name under which exchanges without one are listed (a judged
+/// exchange always has one; this only guards hand-edited recordings).
+const NO_RULE: &str = "(no rule)";
+
+impl Summary {
+    /// Sums up records, as `authfault report` does with its files.
+    pub fn of<'a>(records: impl IntoIterator<Item = &'a Record>) -> Self {
+        let mut summary = Self::default();
+        for record in records {
+            summary.add(record);
+        }
+        summary
+    }
+
+    /// Counts one more exchange.
+    pub fn add(&mut self, record: &Record) {
+        let verdict = record.verdict;
+        self.exchanges += 1;
+        *self.verdicts.entry(verdict).or_insert(0) += 1;
+        if verdict != Verdict::Untouched {
+            self.judged += 1;
+        }
+        if verdict.is_violation() {
+            self.violations += 1;
+        }
+        let Some(name) = record
+            .rule
+            .as_deref()
+            .or(verdict.is_violation().then_some(NO_RULE))
+        else {
+            return;
+        };
+        let rule = match self.rules.iter().position(|r| r.name == name) {
+            Some(index) => &mut self.rules[index],
+            None => {
+                self.rules.push(RuleSummary {
+                    name: name.to_string(),
+                    action: record.action.clone().unwrap_or_default(),
+                    matched: 0,
+                    fired: 0,
+                    verdicts: IndexMap::new(),
+                    violations: Vec::new(),
+                });
+                let last = self.rules.len() - 1;
+                &mut self.rules[last]
+            }
+        };
+        rule.matched += 1;
+        if record.fired {
+            rule.fired += 1;
+        }
+        *rule.verdicts.entry(verdict).or_insert(0) += 1;
+        rule.verdicts
+            .sort_by_cached_key(|v, _| VERDICTS.iter().position(|x| x == v));
+        if verdict.is_violation() {
+            rule.violations.push(Violation {
+                id: record.id,
+                method: record.method.clone(),
+                url: record.url.clone(),
+                status: record.response.status,
+                verdict,
+                reason: record.reason.clone(),
+            });
+        }
+    }
+
+    /// Whether the run had violations (exit status 3).
+    pub fn has_violations(&self) -> bool {
+        self.violations > 0
+    }
+}
+
+/// The formats of `authfault report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A table per rule and the violations, for people.
+    Text,
+    /// The summary of SPEC section 7.
+    Json,
+    /// JUnit XML: a suite per rule, a case per judged exchange.
+    Junit,
+    /// HAR 1.2, for browser dev tools and HAR viewers.
+    Har,
+}
+
+/// Renders records in a format. `color` applies to text only.
+pub fn render(records: &[Record], format: Format, color: bool) -> Result<String, RenderError> {
+    Ok(match format {
+        Format::Text => text::render(&Summary::of(records), color),
+        Format::Json => {
+            let mut json = serde_json::to_string_pretty(&Summary::of(records))
+                .map_err(|e| RenderError(e.to_string()))?;
+            json.push('\n');
+            json
+        }
+        Format::Junit => junit::render(records)?,
+        Format::Har => {
+            let mut json = serde_json::to_string_pretty(&har::render(records))
+                .map_err(|e| RenderError(e.to_string()))?;
+            json.push('\n');
+            json
+        }
+    })
+}
+
+/// A report that could not be rendered.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot render the report: {0}")]
+pub struct RenderError(pub String);
+
+/// Why a recording could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read the recording {path}: {source}")]
+pub struct ReadError {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// A line of a recording that is not a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadLine {
+    pub path: PathBuf,
+    pub line: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for BadLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}: not a recorded exchange ({}); skipped",
+            self.path.display(),
+            self.line,
+            self.message
+        )
+    }
+}
+
+/// Reads recordings, in order, one record per line. Lines that are not
+/// records (a line cut by a full disk) are skipped and returned, so the
+/// caller can say so; blank lines are ignored.
+pub fn read(paths: &[impl AsRef<Path>]) -> Result<(Vec<Record>, Vec<BadLine>), ReadError> {
+    let mut records = Vec::new();
+    let mut bad = Vec::new();
+    for path in paths {
+        let path = path.as_ref();
+        let error = |source| ReadError {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(error)?;
+        for (index, line) in std::io::BufReader::new(file).lines().enumerate() {
+            let line = line.map_err(error)?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Record>(&line) {
+                Ok(record) => records.push(record),
+                Err(err) => bad.push(BadLine {
+                    path: path.to_path_buf(),
+                    line: index + 1,
+                    message: err.to_string(),
+                }),
+            }
+        }
+    }
+    Ok((records, bad))
+}
