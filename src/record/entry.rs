@@ -153,7 +153,10 @@ impl Record {
     pub fn build(finished: &Finished, id: u64, keep_body: bool) -> Self {
         let exchange = &finished.exchange;
         let (verdict, reason) = judge(finished);
-        let masker = Masker::new(exchange.credential.as_ref());
+        let masker = Masker::new(
+            exchange.credential.as_ref(),
+            exchange.request_headers.as_ref(),
+        );
         let place = exchange.credential.as_ref().map(|c| &c.place);
         let credential = exchange.credential.as_ref().map(|c| CredentialRecord {
             location: c.place.to_string(),

@@ -156,28 +156,48 @@ const MIN_SECRET: usize = 3;
 const MIN_PREFIX: usize = 4;
 
 impl Masker {
-    /// A masker for the credential of an exchange (none: masks nothing).
-    pub fn new(credential: Option<&Credential>) -> Self {
-        let mut secrets: Vec<(String, String)> = Vec::new();
+    /// A masker for the credentials of an exchange: the rule's credential
+    /// before and after, and whatever the forwarded request carried in
+    /// `Authorization`, `Proxy-Authorization` and cookies, rule or none.
+    pub fn new(credential: Option<&Credential>, request: Option<&HeaderMap>) -> Self {
+        let mut tokens: Vec<&str> = Vec::new();
         if let Some(credential) = credential {
-            for token in [&credential.before, &credential.after]
-                .into_iter()
-                .flatten()
-            {
-                let token = token.trim();
-                if token.len() < MIN_SECRET {
-                    continue;
+            tokens.extend(
+                [&credential.before, &credential.after]
+                    .into_iter()
+                    .flatten()
+                    .map(String::as_str),
+            );
+        }
+        if let Some(request) = request {
+            for name in [header::AUTHORIZATION, header::PROXY_AUTHORIZATION] {
+                for value in request.get_all(&name) {
+                    let Ok(value) = value.to_str() else { continue };
+                    tokens.push(value.split_once(' ').map_or(value, |(_, token)| token));
                 }
-                let replacement = stand_in(token);
-                let encoded = percent_encoding::utf8_percent_encode(
-                    token,
-                    percent_encoding::NON_ALPHANUMERIC,
-                )
-                .to_string();
-                for form in [token.to_string(), encoded] {
-                    if !secrets.iter().any(|(s, _)| *s == form) {
-                        secrets.push((form, replacement.clone()));
-                    }
+            }
+            for value in request.get_all(header::COOKIE) {
+                let Ok(value) = value.to_str() else { continue };
+                tokens.extend(
+                    value
+                        .split(';')
+                        .filter_map(|pair| pair.split_once('=').map(|(_, v)| v)),
+                );
+            }
+        }
+        let mut secrets: Vec<(String, String)> = Vec::new();
+        for token in tokens {
+            let token = token.trim();
+            if token.len() < MIN_SECRET {
+                continue;
+            }
+            let replacement = stand_in(token);
+            let encoded =
+                percent_encoding::utf8_percent_encode(token, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string();
+            for form in [token.to_string(), encoded] {
+                if !secrets.iter().any(|(s, _)| *s == form) {
+                    secrets.push((form, replacement.clone()));
                 }
             }
         }
@@ -249,12 +269,42 @@ mod tests {
     use super::*;
 
     fn masker(before: &str, after: Option<&str>) -> Masker {
-        Masker::new(Some(&Credential {
-            place: Place::default(),
-            before: Some(before.to_string()),
-            after: after.map(str::to_string),
-            resigned: false,
-        }))
+        Masker::new(
+            Some(&Credential {
+                place: Place::default(),
+                before: Some(before.to_string()),
+                after: after.map(str::to_string),
+                resigned: false,
+            }),
+            None,
+        )
+    }
+
+    #[test]
+    fn without_a_rule_the_requests_own_credentials_are_masked() {
+        let mut request = HeaderMap::new();
+        request.insert(
+            "authorization",
+            "Bearer bearer-secret-1".parse().expect("value"),
+        );
+        request.insert(
+            "cookie",
+            "theme=dark; session=cookie-secret-2"
+                .parse()
+                .expect("value"),
+        );
+        let m = Masker::new(None, Some(&request));
+        let body = b"bearer-secret-1 and cookie-secret-2 and dark";
+        let masked = String::from_utf8(m.bytes(body, false).into_owned()).expect("utf8");
+        assert_eq!(
+            masked,
+            format!(
+                "{} and {} and {}",
+                stand_in("bearer-secret-1"),
+                stand_in("cookie-secret-2"),
+                stand_in("dark")
+            )
+        );
     }
 
     #[test]

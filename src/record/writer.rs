@@ -221,7 +221,23 @@ fn open(path: &Path) -> std::io::Result<(File, u64)> {
         .read(true)
         .open(path)?;
     let last = last_id(&mut file).unwrap_or(0);
+    // A run killed mid-write can leave a cut last line: end it, so the next
+    // record starts on a line of its own (report skips the fragment).
+    if ends_mid_line(&mut file)? {
+        file.write_all(b"\n")?;
+    }
     Ok((file, last))
+}
+
+fn ends_mid_line(file: &mut File) -> std::io::Result<bool> {
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(false);
+    }
+    file.seek(SeekFrom::Start(len - 1))?;
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
 }
 
 /// The id of the last complete line of an existing recording.

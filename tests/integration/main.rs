@@ -7,4 +7,5 @@ mod connect;
 mod errors;
 mod forward;
 mod perturb;
+mod record;
 mod support;

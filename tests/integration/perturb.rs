@@ -65,23 +65,6 @@ async fn through(
     (status, seen, upstream)
 }
 
-fn test_jwt(exp_offset: i64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64;
-    let header = jwt::B64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let claims = jwt::B64.encode(
-        serde_json::json!({"sub": "ada", "iat": now - 60, "exp": now + exp_offset, "scope": "orders:read orders:write"})
-            .to_string(),
-    );
-    let input = format!("{header}.{claims}");
-    let key = jsonwebtoken::EncodingKey::from_secret(b"test-secret").expect("key");
-    let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &key, jsonwebtoken::Algorithm::HS256)
-        .expect("sign");
-    format!("{input}.{sig}")
-}
-
 fn verifies(token: &str) -> bool {
     let (input, sig) = token.rsplit_once('.').expect("three parts");
     let key = jsonwebtoken::DecodingKey::from_secret(b"test-secret").expect("key");

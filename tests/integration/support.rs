@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use authfault::credential::jwt;
 use authfault::proxy::{self, Proxy, Running};
+use base64::Engine;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderMap, Request, Response, StatusCode};
@@ -336,7 +338,38 @@ async fn route(mut req: Request<Incoming>, state: Arc<UpstreamState>) -> Respons
     if path == "/ws" {
         return websocket_echo(&mut req);
     }
+    if let Some(status) = path.strip_prefix("/answer/") {
+        return answer(&req, status);
+    }
     Response::new(full("ok"))
+}
+
+/// `/answer/STATUS[?challenge]`: that status, with a `WWW-Authenticate`
+/// challenge when asked; the body echoes the `Authorization` it received,
+/// as a careless API might.
+fn answer(req: &Request<Incoming>, status: &str) -> Response<TestBody> {
+    let status = status
+        .parse::<u16>()
+        .ok()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::BAD_REQUEST);
+    let seen = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let body = serde_json::json!({"status": status.as_u16(), "you_sent": seen}).to_string();
+    let mut res = Response::new(full(body));
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert("content-type", "application/json".parse().expect("value"));
+    if req.uri().query().is_some_and(|q| q.contains("challenge")) {
+        res.headers_mut().insert(
+            "www-authenticate",
+            r#"Bearer error="invalid_token""#.parse().expect("value"),
+        );
+    }
+    res
 }
 
 fn websocket_echo(req: &mut Request<Incoming>) -> Response<TestBody> {
@@ -395,6 +428,25 @@ pub async fn authorization_seen(
         .await
         .expect("the upstream's JSON");
     seen["authorization"].as_str().map(str::to_string)
+}
+
+/// A JWT for sub `ada` with scopes `orders:read orders:write`, signed with
+/// HS256 and `test-secret`, expiring `exp_offset` seconds from now.
+pub fn test_jwt(exp_offset: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let header = jwt::B64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let claims = jwt::B64.encode(
+        serde_json::json!({"sub": "ada", "iat": now - 60, "exp": now + exp_offset, "scope": "orders:read orders:write"})
+            .to_string(),
+    );
+    let input = format!("{header}.{claims}");
+    let key = jsonwebtoken::EncodingKey::from_secret(b"test-secret").expect("key");
+    let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &key, jsonwebtoken::Algorithm::HS256)
+        .expect("sign");
+    format!("{input}.{sig}")
 }
 
 /// A rule set compiled from YAML text, for `TestProxy::start_with`.
@@ -460,12 +512,13 @@ impl TestProxy {
         tls_trusting(&[&self.ca_pem], alpn)
     }
 
-    pub async fn shutdown(self) -> bool {
+    pub async fn shutdown(mut self) -> bool {
         self.stop().await.drained
     }
 
     /// Shuts down and returns how: drained, the summary, what was written.
-    pub async fn stop(mut self) -> proxy::Stopped {
+    /// The folder (CA, recording) stays until the `TestProxy` is dropped.
+    pub async fn stop(&mut self) -> proxy::Stopped {
         let running = self.running.take().expect("running");
         running.shutdown(Duration::from_secs(5)).await
     }
@@ -586,6 +639,9 @@ pub struct BinProxy {
     pub child: tokio::process::Child,
     pub addr: SocketAddr,
     pub banner: String,
+    /// What it printed on stdout after the banner (the summary).
+    stdout: Arc<Mutex<String>>,
+    drain: tokio::task::JoinHandle<()>,
 }
 
 impl BinProxy {
@@ -622,11 +678,21 @@ impl BinProxy {
         .await
         .expect("banner in time");
         // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let sink = stdout.clone();
+        let drain = tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut out = sink.lock().expect("lock");
+                out.push_str(&line);
+                out.push('\n');
+            }
+        });
         Self {
             child,
             addr,
             banner,
+            stdout,
+            drain,
         }
     }
 
@@ -644,16 +710,26 @@ impl BinProxy {
     }
 
     /// Waits for the exit; returns the status and everything on stderr.
-    pub async fn wait(mut self) -> (std::process::ExitStatus, String) {
+    pub async fn wait(self) -> (std::process::ExitStatus, String) {
+        let (status, log, _) = self.wait_all().await;
+        (status, log)
+    }
+
+    /// Waits for the exit; returns the status, stderr, and stdout after
+    /// the banner.
+    pub async fn wait_all(mut self) -> (std::process::ExitStatus, String, String) {
         let mut stderr = self.child.stderr.take().expect("stderr");
         let mut log = String::new();
         let status = tokio::time::timeout(GUARD, async {
             stderr.read_to_string(&mut log).await.expect("read stderr");
-            self.child.wait().await.expect("wait")
+            let status = self.child.wait().await.expect("wait");
+            let _ = (&mut self.drain).await;
+            status
         })
         .await
         .expect("authfault exits in time");
-        (status, log)
+        let out = self.stdout.lock().expect("lock").clone();
+        (status, log, out)
     }
 }
 
