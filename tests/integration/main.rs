@@ -5,6 +5,7 @@
 mod cli;
 mod connect;
 mod errors;
+mod exec;
 mod forward;
 mod perturb;
 mod record;
