@@ -350,3 +350,84 @@ impl Worker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{BodyEnd, Exchange};
+    use bytes::Bytes;
+
+    fn finished(n: u64) -> Finished {
+        let url = format!("http://a.test/{n}").parse().expect("uri");
+        let client = "127.0.0.1:1".parse().expect("addr");
+        let mut exchange = Exchange::begin(http::Method::GET, url, client, http::Version::HTTP_11);
+        exchange.status = Some(http::StatusCode::OK);
+        Finished {
+            exchange,
+            end: BodyEnd {
+                bytes: 0,
+                is_complete: true,
+            },
+            elapsed: std::time::Duration::from_millis(1),
+            body: Bytes::new(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_makes_exchanges_wait_and_none_is_lost() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sub").join("rec.jsonl");
+        let recorder = Recorder::start(&Config {
+            path: Some(path.clone()),
+            body_limit: 0,
+        })
+        .expect("starts");
+        // Three times the queue, as fast as possible: most find it full.
+        let total = 3 * QUEUE as u64;
+        for n in 0..total {
+            recorder.submit(finished(n), None);
+        }
+        let closed = recorder.close().await.expect("closes");
+        assert_eq!(closed.written, total);
+        assert_eq!(closed.failed, 0);
+        assert_eq!(closed.summary.exchanges, total);
+        let text = std::fs::read_to_string(&path).expect("recording");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len() as u64, total);
+        let mut urls: Vec<u64> = lines
+            .iter()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("json");
+                v["url"].as_str().expect("url")["http://a.test/".len()..]
+                    .parse()
+                    .expect("n")
+            })
+            .collect();
+        urls.sort_unstable();
+        assert_eq!(urls, (0..total).collect::<Vec<_>>(), "each exchange once");
+    }
+
+    #[tokio::test]
+    async fn ids_continue_after_an_existing_recording_and_a_cut_line_is_ended() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("rec.jsonl");
+        std::fs::write(&path, "{\"id\": 41}\n{\"id\": 42}\n{\"id\": 4").expect("write");
+        let recorder = Recorder::start(&Config {
+            path: Some(path.clone()),
+            body_limit: 0,
+        })
+        .expect("starts");
+        recorder.submit(finished(1), None);
+        let closed = recorder.close().await.expect("closes");
+        assert_eq!(closed.ids, 43..44);
+        let text = std::fs::read_to_string(&path).expect("recording");
+        let last: serde_json::Value =
+            serde_json::from_str(text.lines().last().expect("a line")).expect("json");
+        assert_eq!(last["id"], 43);
+        assert_eq!(
+            text.lines().nth(2),
+            Some("{\"id\": 4"),
+            "the fragment stays apart"
+        );
+    }
+}
