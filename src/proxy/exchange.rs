@@ -47,7 +47,7 @@ pub(crate) async fn handle(
     };
     let uri = match checked.and(target) {
         Ok(uri) => uri,
-        Err(err) => return answer(shared, exchange, err),
+        Err(err) => return answer(shared, exchange, err).await,
     };
 
     let is_upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
@@ -56,7 +56,7 @@ pub(crate) async fn handle(
     let (mut req, token_ttl) = match perturb(shared, req, &mut exchange) {
         Staged::Forward(req, token_ttl) => (req, token_ttl),
         Staged::Respond(synthetic) => {
-            return respond(shared, exchange, synthetic, client_version);
+            return respond(shared, exchange, synthetic, client_version).await;
         }
     };
     if shared.recorder.is_recording() {
@@ -73,7 +73,7 @@ pub(crate) async fn handle(
     let sent = Instant::now();
     let mut res = match shared.upstream.send(req, authority_str, is_upgrade).await {
         Ok(res) => res,
-        Err(err) => return answer(shared, exchange, err),
+        Err(err) => return answer(shared, exchange, err).await,
     };
     exchange.upstream_elapsed = Some(sent.elapsed());
     exchange.upstream_version = Some(res.version());
@@ -99,12 +99,12 @@ pub(crate) async fn handle(
         None => Body::Incoming(body),
     };
     exchange.status = Some(parts.status);
-    tap(shared, Response::from_parts(parts, body), exchange)
+    tap(shared, Response::from_parts(parts, body), exchange).await
 }
 
 /// Sends the response through a tap that records `exchange`, keeping what
 /// the recorder and the verdict need: headers, and the body's first bytes.
-fn tap(shared: &Shared, res: Response<Body>, mut exchange: Exchange) -> Response<Tap<Body>> {
+async fn tap(shared: &Shared, res: Response<Body>, mut exchange: Exchange) -> Response<Tap<Body>> {
     let recorder = &shared.recorder;
     let needs_body = exchange
         .expectation
@@ -124,8 +124,10 @@ fn tap(shared: &Shared, res: Response<Body>, mut exchange: Exchange) -> Response
     if recorder.is_recording() || exchange.expectation.is_some() {
         exchange.response_headers = Some(res.headers().clone());
     }
-    let recorder = recorder.clone();
-    res.map(|body| Tap::new(body, exchange, recorder, capture))
+    let (parts, body) = res.into_parts();
+    let mut tap = Tap::new(body, exchange, recorder.clone(), capture);
+    tap.read_ahead().await;
+    Response::from_parts(parts, tap)
 }
 
 /// What the rules made of a request.
@@ -220,7 +222,7 @@ fn perturb(shared: &Shared, req: Request<Body>, exchange: &mut Exchange) -> Stag
 }
 
 /// The answer of a `respond` rule.
-fn respond(
+async fn respond(
     shared: &Shared,
     mut exchange: Exchange,
     synthetic: Synthetic,
@@ -231,7 +233,7 @@ fn respond(
     *res.headers_mut() = synthetic.headers;
     *res.version_mut() = version;
     exchange.status = Some(synthetic.status);
-    tap(shared, res, exchange)
+    tap(shared, res, exchange).await
 }
 
 /// Largest token endpoint answer `token_ttl` reads whole to rewrite.
@@ -379,12 +381,12 @@ fn forwardable(req: Request<Incoming>, uri: Uri, is_upgrade: bool) -> Request<Bo
 }
 
 /// Answers with an error the proxy made itself, and records the exchange.
-fn answer(shared: &Shared, mut exchange: Exchange, err: ProxyError) -> Response<Tap<Body>> {
+async fn answer(shared: &Shared, mut exchange: Exchange, err: ProxyError) -> Response<Tap<Body>> {
     let res = err.to_response();
     exchange.status = Some(res.status());
     exchange.error = Some(err.status_and_code().1);
     tracing::debug!("answering {}: {err}", res.status());
-    tap(shared, res, exchange)
+    tap(shared, res, exchange).await
 }
 
 /// After a 101, joins the client's and the upstream's connections (a

@@ -75,8 +75,64 @@ pub struct TokenRecord {
     pub resigned: Option<bool>,
 }
 
-/// Header values by lowercase name; a repeated header is a list.
-pub type Headers = IndexMap<String, HeaderValues>;
+/// Header values by lowercase name, in the message's order; a repeated
+/// header is a list. Written as a JSON object. A list rather than a map:
+/// names come unique from `HeaderMap`, and hashing them again per exchange
+/// cost the recorder measurable time.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Headers(Vec<(String, HeaderValues)>);
+
+impl Headers {
+    /// Room for `n` names.
+    pub fn with_capacity(n: usize) -> Self {
+        Self(Vec::with_capacity(n))
+    }
+
+    /// Adds a header; the caller keeps names unique.
+    pub fn push(&mut self, name: String, values: HeaderValues) {
+        self.0.push((name, values));
+    }
+
+    /// The values of `name` (lowercase).
+    pub fn get(&self, name: &str) -> Option<&HeaderValues> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// Each name and its values.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &HeaderValues)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v))
+    }
+}
+
+impl std::ops::Index<&str> for Headers {
+    type Output = HeaderValues;
+
+    /// The values of `name`; panics when it is absent, like a map's index.
+    fn index(&self, name: &str) -> &HeaderValues {
+        match self.get(name) {
+            Some(values) => values,
+            None => panic!("no header `{name}` in the record"),
+        }
+    }
+}
+
+impl Serialize for Headers {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, values) in &self.0 {
+            map.serialize_entry(name, values)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Headers {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let map = IndexMap::<String, HeaderValues>::deserialize(deserializer)?;
+        Ok(Self(map.into_iter().collect()))
+    }
+}
 
 /// One header's value or values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

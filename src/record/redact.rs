@@ -112,32 +112,35 @@ pub fn headers(map: &HeaderMap, place: Option<&Place>, masker: &Masker) -> Heade
                 | header::COOKIE
                 | header::SET_COOKIE
         ) || matches!(place, Some(Place::Header(h)) if h == name);
-        let mut values: Vec<String> = map
-            .get_all(name)
-            .iter()
-            .map(|value| {
-                let text = String::from_utf8_lossy(value.as_bytes());
-                if !is_credential {
-                    return masker.text(&text).into_owned();
+        let is_schemed = matches!(*name, header::AUTHORIZATION | header::PROXY_AUTHORIZATION);
+        let record = |value: &http::HeaderValue| -> String {
+            let text = match value.to_str() {
+                Ok(text) => Cow::Borrowed(text),
+                Err(_) => String::from_utf8_lossy(value.as_bytes()),
+            };
+            if !is_credential {
+                return masker.text(&text).into_owned();
+            }
+            // `Bearer abc`: the fingerprint is the token's, as in
+            // `credential`; the scheme stays readable.
+            match text.split_once(' ') {
+                Some((scheme, token)) if is_schemed && !token.trim().is_empty() => {
+                    format!("{scheme} {}", stand_in(token.trim()))
                 }
-                // `Bearer abc`: the fingerprint is the token's, as in
-                // `credential`; the scheme stays readable.
-                let is_schemed =
-                    matches!(*name, header::AUTHORIZATION | header::PROXY_AUTHORIZATION);
-                match text.split_once(' ') {
-                    Some((scheme, token)) if is_schemed && !token.trim().is_empty() => {
-                        format!("{scheme} {}", stand_in(token.trim()))
-                    }
-                    _ => stand_in(&text),
-                }
-            })
-            .collect();
-        let values = if values.len() == 1 {
-            HeaderValues::One(values.remove(0))
-        } else {
-            HeaderValues::Many(values)
+                _ => stand_in(&text),
+            }
         };
-        out.insert(name.as_str().to_string(), values);
+        let mut values = map.get_all(name).iter();
+        let first = values.next().map(record).unwrap_or_default();
+        let values = match values.next() {
+            None => HeaderValues::One(first),
+            Some(second) => {
+                let mut all = vec![first, record(second)];
+                all.extend(values.map(record));
+                HeaderValues::Many(all)
+            }
+        };
+        out.push(name.as_str().to_string(), values);
     }
     out
 }

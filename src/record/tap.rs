@@ -23,8 +23,11 @@ use super::{BodyEnd, Exchange, Finished, Recorder};
 pub struct Tap<B: Body> {
     inner: B,
     open: Option<Box<Open>>,
-    /// The last frame, held until `written` fires.
+    /// A frame read ahead (`read_ahead`), or the last frame held until
+    /// `written` fires.
     held: Option<Frame<Bytes>>,
+    /// An error read ahead, sent after `held`.
+    failed: Option<B::Error>,
     written: Option<oneshot::Receiver<()>>,
 }
 
@@ -51,6 +54,7 @@ impl<B: Body> Tap<B> {
                 bytes: 0,
             })),
             held: None,
+            failed: None,
             written: None,
         }
     }
@@ -62,6 +66,7 @@ impl<B: Body> Tap<B> {
             inner,
             open: None,
             held: None,
+            failed: None,
             written: None,
         }
     }
@@ -90,6 +95,51 @@ impl<B: Body> Tap<B> {
     }
 }
 
+impl<B> Tap<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Unpin,
+{
+    /// Takes what the body has ready now, without waiting for more. When
+    /// that is the whole body (a small response arrives with its headers),
+    /// the exchange is recorded before the response is handed on, so the
+    /// client gets headers and body in one write rather than the body's
+    /// end held back after the headers went out. Only when recording to a
+    /// file, where that holding back happens.
+    pub async fn read_ahead(&mut self) {
+        let Some(open) = &self.open else { return };
+        if !open.recorder.is_recording() {
+            return;
+        }
+        let polled =
+            std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut self.inner).poll_frame(cx))).await;
+        let written = match polled {
+            // Nothing yet: the body streams, and its end is held as usual.
+            Poll::Pending => return,
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(open), Some(data)) = (&mut self.open, frame.data_ref()) {
+                    open.see(data);
+                }
+                self.held = Some(frame);
+                if !self.inner.is_end_stream() {
+                    return;
+                }
+                self.finish(true, true)
+            }
+            Poll::Ready(Some(Err(err))) => {
+                self.failed = Some(err);
+                self.finish(false, false);
+                return;
+            }
+            Poll::Ready(None) => self.finish(true, true),
+        };
+        if let Some(written) = written {
+            // An error means the recorder is gone: nothing more to wait for.
+            let _ = written.await;
+        }
+    }
+}
+
 impl Open {
     fn see(&mut self, data: &Bytes) {
         self.bytes += data.len() as u64;
@@ -104,6 +154,7 @@ impl Open {
 impl<B> Body for Tap<B>
 where
     B: Body<Data = Bytes> + Unpin,
+    B::Error: Unpin,
 {
     type Data = Bytes;
     type Error = B::Error;
@@ -118,6 +169,13 @@ where
             let _ = ready!(Pin::new(written).poll(cx));
             this.written = None;
             return Poll::Ready(this.held.take().map(Ok));
+        }
+        // What `read_ahead` took: a frame, then an error.
+        if let Some(frame) = this.held.take() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        if let Some(err) = this.failed.take() {
+            return Poll::Ready(Some(Err(err)));
         }
         let polled = ready!(Pin::new(&mut this.inner).poll_frame(cx));
         match polled {
@@ -151,7 +209,10 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.held.is_none() && self.written.is_none() && self.inner.is_end_stream()
+        self.held.is_none()
+            && self.failed.is_none()
+            && self.written.is_none()
+            && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {

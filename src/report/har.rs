@@ -94,7 +94,7 @@ fn headers(headers: &Headers) -> Vec<Value> {
 }
 
 fn header<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.iter().next())
+    headers.get(name).and_then(|values| values.iter().next())
 }
 
 fn query(url: &str) -> Vec<Value> {

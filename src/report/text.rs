@@ -87,11 +87,12 @@ pub fn render(summary: &Summary, color: bool) -> String {
         let _ = writeln!(out, "{}", line.trim_end());
     }
 
-    let violations: Vec<_> = summary
+    let mut violations: Vec<_> = summary
         .rules
         .iter()
         .flat_map(|rule| rule.violations.iter().map(move |v| (rule, v)))
         .collect();
+    violations.sort_by_key(|(_, v)| v.id);
     if violations.is_empty() {
         let _ = writeln!(
             out,
