@@ -3,9 +3,12 @@
 //! the exchange to the recorder when the body ends, fails, or is dropped
 //! because the client went away.
 //!
-//! When recording to a file, the last frame is held back until the
-//! recorder has written the exchange's line: a client that has the whole
-//! response can count on it being in the recording.
+//! When recording to a file, the response's end reaches the client only
+//! after the recorder has written the exchange's line, so a client that has
+//! the whole response can count on it being in the recording. A response
+//! that is complete when its headers arrive (most small ones) is recorded
+//! before it is handed on (`read_ahead`), so it still goes out in one
+//! write; a streamed one has its last frame held back.
 
 use std::future::Future;
 use std::pin::Pin;
