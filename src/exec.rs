@@ -141,6 +141,13 @@ pub async fn run_child(
         program.to_string_lossy(),
         running.local_addr()
     );
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    // Listening for SIGINT keeps authfault alive through Ctrl-C, which the
+    // terminal also sends to the command: the command decides when to stop.
+    // Installed before the command starts, so no signal finds authfault
+    // with the default (fatal) disposition while the command runs.
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut child = tokio::process::Command::new(program)
         .args(args)
         .envs(env)
@@ -152,11 +159,6 @@ pub async fn run_child(
                 program.to_string_lossy()
             )
         })?;
-    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
-    // Listening for SIGINT keeps authfault alive through Ctrl-C, which the
-    // terminal also sends to the command: the command decides when to stop.
-    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let pid = child.id();
     let status = loop {
         tokio::select! {

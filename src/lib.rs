@@ -29,6 +29,7 @@ pub mod exec;
 pub mod host;
 pub mod inspect;
 pub mod logging;
+pub mod metrics;
 pub mod perturb;
 pub mod proxy;
 pub mod record;

@@ -75,7 +75,10 @@ pub(crate) async fn handle(
             Ok(upstream) => upstream,
             Err(err) => return refuse(&req, client, err),
         };
+        // The tunnel outlives the plain connection it came from.
+        let open = super::Open::new(shared);
         shared.tasks.spawn(async move {
+            let _open = open;
             match on_upgrade.await {
                 Ok(upgraded) => splice(TokioIo::new(upgraded), upstream, &tunnel).await,
                 Err(err) => tracing::debug!(%client, "CONNECT upgrade failed: {err}"),
@@ -83,7 +86,9 @@ pub(crate) async fn handle(
         });
     } else {
         let task_shared = shared.clone();
+        let open = super::Open::new(shared);
         shared.tasks.spawn(async move {
+            let _open = open;
             match on_upgrade.await {
                 Ok(upgraded) => intercept(task_shared, upgraded, tunnel, client).await,
                 Err(err) => tracing::debug!(%client, "CONNECT upgrade failed: {err}"),

@@ -45,6 +45,7 @@ pub(crate) async fn accept(shared: Arc<Shared>, listener: TcpListener) {
 
 /// Serves the plain connection: absolute-form requests and CONNECT.
 async fn serve(shared: Arc<Shared>, stream: TcpStream, client: SocketAddr) {
+    let _open = super::Open::new(&shared);
     let service = {
         let shared = shared.clone();
         service_fn(move |req: Request<Incoming>| {

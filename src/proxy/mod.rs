@@ -144,6 +144,24 @@ pub enum StartError {
     Record(#[from] record::writer::Error),
 }
 
+/// Counts a client connection in the `client_connections` gauge while it
+/// lives.
+pub(crate) struct Open(prometheus_client::metrics::gauge::Gauge);
+
+impl Open {
+    fn new(shared: &Shared) -> Self {
+        let gauge = shared.recorder.metrics().connections.clone();
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// State every connection shares.
 pub(crate) struct Shared {
     config: Config,
@@ -195,7 +213,8 @@ impl Proxy {
         let upstream = upstream::Upstream::new(&config.upstream, provider.clone())
             .map_err(StartError::UpstreamTls)?;
         let leaves = LeafCache::new(ca.clone(), provider)?;
-        let recorder = Recorder::start(&config.record)?;
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let recorder = Recorder::start(&config.record, metrics)?;
         let shared = Arc::new(Shared {
             config,
             local_addr,

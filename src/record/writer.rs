@@ -10,6 +10,7 @@
 //! go to the client only after its line is written, so a client that saw a
 //! whole response finds it in the recording even if the proxy is killed.
 
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
 use super::{Config, Finished, Record};
+use crate::metrics::Metrics;
 use crate::report::Summary;
 
 /// Exchanges the queue holds before new ones wait.
@@ -28,6 +30,23 @@ const QUEUE: usize = 4096;
 
 /// Exchanges written with one `write`, at most.
 const BATCH: usize = 256;
+
+/// Recent exchanges kept in memory for the admin API (`/exchanges`); the
+/// file stays the record.
+pub const RING: usize = 10_000;
+
+/// What the recorder shares with the admin API while it runs.
+#[derive(Debug, Default)]
+struct Live {
+    summary: Mutex<Summary>,
+    ring: Mutex<VecDeque<Arc<Record>>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// Why the recording cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -74,12 +93,14 @@ pub struct Recorder {
     last_warning: AtomicU64,
     epoch: Instant,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    live: Arc<Live>,
+    metrics: Arc<Metrics>,
 }
 
 impl Recorder {
     /// Opens (creating its folder) or appends to the recording and starts the
     /// thread. Ids continue after the last one in an existing file.
-    pub fn start(config: &Config) -> Result<Arc<Self>, Error> {
+    pub fn start(config: &Config, metrics: Arc<Metrics>) -> Result<Arc<Self>, Error> {
         let (file, next_id) = match &config.path {
             Some(path) => {
                 let (file, last) = open(path).map_err(|source| Error::Open {
@@ -92,6 +113,8 @@ impl Recorder {
         };
         let (tx, rx) = mpsc::channel(QUEUE);
         let keep_body = config.body_limit > 0;
+        let live = Arc::new(Live::default());
+        let (worker_live, worker_metrics) = (live.clone(), metrics.clone());
         let thread = std::thread::Builder::new()
             .name("authfault-record".to_string())
             .spawn(move || {
@@ -100,7 +123,8 @@ impl Recorder {
                     first_id: next_id,
                     next_id,
                     keep_body,
-                    summary: Summary::default(),
+                    live: worker_live,
+                    metrics: worker_metrics,
                     written: 0,
                     failed: 0,
                     buf: Vec::with_capacity(64 * 1024),
@@ -116,7 +140,37 @@ impl Recorder {
             last_warning: AtomicU64::new(0),
             epoch: Instant::now(),
             thread: Mutex::new(Some(thread)),
+            live,
+            metrics,
         }))
+    }
+
+    /// The verdict summary so far.
+    pub fn summary(&self) -> Summary {
+        lock(&self.live.summary).clone()
+    }
+
+    /// Starts the summary afresh (`POST /reset`); the file is untouched.
+    pub fn reset(&self) {
+        *lock(&self.live.summary) = Summary::default();
+    }
+
+    /// Recorded exchanges with an id above `since`, oldest first, at most
+    /// `limit`, from the last `RING` in memory.
+    pub fn exchanges(&self, since: u64, limit: usize) -> Vec<Arc<Record>> {
+        let ring = lock(&self.live.ring);
+        let start = ring.partition_point(|r| r.id <= since);
+        ring.range(start..).take(limit).cloned().collect()
+    }
+
+    /// Exchanges finished but not yet recorded.
+    pub fn lag(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    /// The metrics the recorder counts into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The recording file, if recording to one.
@@ -258,7 +312,8 @@ struct Worker {
     first_id: u64,
     next_id: u64,
     keep_body: bool,
-    summary: Summary,
+    live: Arc<Live>,
+    metrics: Arc<Metrics>,
     written: u64,
     failed: u64,
     buf: Vec<u8>,
@@ -294,7 +349,7 @@ impl Worker {
             if let Some(reply) = close {
                 self.sync();
                 let _ = reply.send(Closed {
-                    summary: std::mem::take(&mut self.summary),
+                    summary: lock(&self.live.summary).clone(),
                     written: self.written,
                     failed: self.failed,
                     ids: self.first_id..self.next_id,
@@ -309,7 +364,8 @@ impl Worker {
         let record = Record::build(finished, self.next_id, self.keep_body);
         self.next_id += 1;
         crate::logging::exchange(&record);
-        self.summary.add(&record);
+        lock(&self.live.summary).add(&record);
+        self.metrics.record(&record);
         if self.file.is_some() {
             let start = self.buf.len();
             match serde_json::to_writer(&mut self.buf, &record) {
@@ -321,6 +377,11 @@ impl Worker {
                 }
             }
         }
+        let mut ring = lock(&self.live.ring);
+        if ring.len() == RING {
+            ring.pop_front();
+        }
+        ring.push_back(Arc::new(record));
     }
 
     fn write_batch(&mut self, batch: u64) {
@@ -377,10 +438,13 @@ mod tests {
     async fn a_full_queue_makes_exchanges_wait_and_none_is_lost() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("sub").join("rec.jsonl");
-        let recorder = Recorder::start(&Config {
-            path: Some(path.clone()),
-            body_limit: 0,
-        })
+        let recorder = Recorder::start(
+            &Config {
+                path: Some(path.clone()),
+                body_limit: 0,
+            },
+            Arc::default(),
+        )
         .expect("starts");
         // Three times the queue, as fast as possible: most find it full.
         let total = 3 * QUEUE as u64;
@@ -412,10 +476,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("rec.jsonl");
         std::fs::write(&path, "{\"id\": 41}\n{\"id\": 42}\n{\"id\": 4").expect("write");
-        let recorder = Recorder::start(&Config {
-            path: Some(path.clone()),
-            body_limit: 0,
-        })
+        let recorder = Recorder::start(
+            &Config {
+                path: Some(path.clone()),
+                body_limit: 0,
+            },
+            Arc::default(),
+        )
         .expect("starts");
         recorder.submit(finished(1), None);
         let closed = recorder.close().await.expect("closes");

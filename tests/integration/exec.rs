@@ -363,8 +363,14 @@ async fn ctrl_c_reaches_the_child_and_the_proxy_drains_after_it() {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .process_group(0);
-    let child = command.spawn().expect("spawn");
+    let mut child = command.spawn().expect("spawn");
     let pgid = child.id().expect("pid");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let log = tokio::spawn(async move {
+        let mut log = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut log).await;
+        log
+    });
     tokio::time::timeout(GUARD, async {
         while !dir.path().join("ready.txt").exists() {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -378,12 +384,17 @@ async fn ctrl_c_reaches_the_child_and_the_proxy_drains_after_it() {
         .status()
         .expect("kill");
     assert!(status.success());
-    let out = tokio::time::timeout(GUARD, child.wait_with_output())
-        .await
-        .expect("exits in time")
-        .expect("output");
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "the child's status: {log}");
+    let status = tokio::time::timeout(GUARD, child.wait()).await;
+    if status.is_err() {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pgid}")])
+            .status();
+    }
+    let log = log.await.expect("stderr");
+    let status = status
+        .unwrap_or_else(|_| panic!("authfault exec did not exit in time; its log: {log}"))
+        .expect("wait");
+    assert_eq!(status.code(), Some(130), "the child's status: {log}");
     assert!(dir.path().join("int.txt").exists(), "the child got SIGINT");
     assert!(
         log.contains("authfault report:"),
