@@ -275,8 +275,11 @@ fn load_roots(paths: &[PathBuf]) -> anyhow::Result<Vec<CertificateDer<'static>>>
 /// recording and prints the summary.
 pub fn run_proxy(args: RunArgs) -> anyhow::Result<Outcome> {
     serve(args, Mode::Run, |running| async move {
+        // Listening before the banner: a script that reads the banner and
+        // sends SIGTERM at once must get a drain, not the default death.
+        let stop = StopSignals::install();
         print_banner(&running);
-        shutdown_signal().await;
+        stop.wait().await;
         (running, None)
     })
 }
@@ -437,18 +440,44 @@ fn print_banner(running: &proxy::Running) {
     let _ = out.flush();
 }
 
-pub(crate) async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(err) => {
-            tracing::warn!("cannot watch SIGTERM ({err}); only Ctrl-C stops the proxy");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// SIGINT and SIGTERM, listened for from `install` on.
+struct StopSignals {
+    int: Option<tokio::signal::unix::Signal>,
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(signal) => Some(signal),
+            Err(err) => {
+                tracing::warn!(
+                    "cannot watch {name} ({err}); it will stop the proxy without a drain"
+                );
+                None
+            }
+        };
+        Self {
+            int: listen(SignalKind::interrupt(), "SIGINT"),
+            term: listen(SignalKind::terminate(), "SIGTERM"),
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    }
+
+    /// Waits for either signal.
+    async fn wait(mut self) {
+        async fn next(signal: Option<&mut tokio::signal::unix::Signal>) {
+            match signal {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            () = next(self.int.as_mut()) => {}
+            () = next(self.term.as_mut()) => {}
+        }
     }
 }
 
