@@ -95,7 +95,12 @@ fn pem_block(der: &[u8]) -> String {
 
 /// The variables the command gets (SPEC section 3). `NO_PROXY` is left as
 /// the user had it.
-pub fn child_env(proxy_url: &str, bundle: &Path, ca_cert: &Path) -> Vec<(&'static str, OsString)> {
+pub fn child_env(
+    proxy_url: &str,
+    admin_url: Option<&str>,
+    bundle: &Path,
+    ca_cert: &Path,
+) -> Vec<(&'static str, OsString)> {
     let mut env: Vec<(&'static str, OsString)> =
         ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"]
             .into_iter()
@@ -112,6 +117,9 @@ pub fn child_env(proxy_url: &str, bundle: &Path, ca_cert: &Path) -> Vec<(&'stati
     env.push(("NODE_EXTRA_CA_CERTS", ca_cert.as_os_str().to_owned()));
     // Node's built-in fetch ignores the proxy variables without it.
     env.push(("NODE_USE_ENV_PROXY", OsString::from("1")));
+    if let Some(admin_url) = admin_url {
+        env.push(("AUTHFAULT_ADMIN_URL", OsString::from(admin_url)));
+    }
     env
 }
 
@@ -129,13 +137,20 @@ fn proxy_url(running: &Running) -> String {
 pub async fn run_child(
     command: &[OsString],
     running: &Running,
+    admin: Option<std::net::SocketAddr>,
     ca_dir: &Path,
 ) -> anyhow::Result<ChildStatus> {
     let (program, args) = command
         .split_first()
         .context("exec needs a command after `--`")?;
     let bundle = write_bundle(running.ca(), ca_dir)?;
-    let env = child_env(&proxy_url(running), &bundle, running.ca().cert_path());
+    let admin_url = admin.map(|a| format!("http://{a}"));
+    let env = child_env(
+        &proxy_url(running),
+        admin_url.as_deref(),
+        &bundle,
+        running.ca().cert_path(),
+    );
     tracing::info!(
         "running {} through the proxy at http://{}",
         program.to_string_lossy(),

@@ -4,6 +4,8 @@
 //! The modules, from the edge inwards:
 //!
 //! - `cli`: subcommands and flags into one checked configuration.
+//! - `admin`: the admin API (scenarios, rules, report, exchanges, metrics).
+//! - `metrics`: the Prometheus metrics the recorder counts into.
 //! - `proxy`: the listener, CONNECT interception and tunnels, the exchange
 //!   pipeline and the pooled upstream client.
 //! - `tls`: the CA on disk, leaf minting and the per-host config cache.
@@ -23,6 +25,7 @@
 //! `record::Tap`, which hands the exchange to the `record::Recorder` when
 //! the body ends.
 
+pub mod admin;
 pub mod cli;
 pub mod credential;
 pub mod exec;

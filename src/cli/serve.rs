@@ -28,6 +28,17 @@ pub struct RunArgs {
     /// Proxy address; port 0 picks a free port [default: 127.0.0.1:8080; exec: 127.0.0.1:0].
     #[arg(long, env = "AUTHFAULT_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Admin API address, or `off` [default: 127.0.0.1:8081; exec: a free loopback port].
+    #[arg(long, env = "AUTHFAULT_ADMIN", value_name = "ADDR|off")]
+    pub admin: Option<String>,
+    /// Require `Authorization: Bearer TOKEN` on the admin API (all but /healthz).
+    #[arg(
+        long,
+        env = "AUTHFAULT_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
     /// Folder of the CA certificate and key; created on first use.
     #[arg(
         long,
@@ -178,6 +189,28 @@ pub fn proxy_config(args: &RunArgs, mode: Mode) -> anyhow::Result<proxy::Config>
     Ok(config)
 }
 
+/// The admin API's address: `--admin`, `None` for `off`; loopback unless
+/// `--allow-remote`, like the proxy's.
+fn admin_addr(args: &RunArgs, mode: Mode) -> anyhow::Result<Option<SocketAddr>> {
+    let addr = match args.admin.as_deref() {
+        Some("off") => return Ok(None),
+        Some(text) => text.parse::<SocketAddr>().with_context(|| {
+            format!("--admin `{text}` is not an address like 127.0.0.1:8081 (or `off`)")
+        })?,
+        None => match mode {
+            Mode::Run => SocketAddr::from(([127, 0, 0, 1], 8081)),
+            Mode::Exec => SocketAddr::from(([127, 0, 0, 1], 0)),
+        },
+    };
+    if !addr.ip().is_loopback() && !args.allow_remote {
+        bail!(
+            "--admin {addr} is not a loopback address: anyone who can reach it could switch authfault's rules; \
+             add --allow-remote (and --admin-token TOKEN) to allow it"
+        );
+    }
+    Ok(Some(addr))
+}
+
 /// The recording file: `--record`, `None` for `off`, else a new file in
 /// `./recordings` named after the time.
 fn record_path(args: &RunArgs) -> Option<PathBuf> {
@@ -274,11 +307,11 @@ fn load_roots(paths: &[PathBuf]) -> anyhow::Result<Vec<CertificateDer<'static>>>
 /// `authfault run`: serves until SIGINT or SIGTERM, then drains, writes the
 /// recording and prints the summary.
 pub fn run_proxy(args: RunArgs) -> anyhow::Result<Outcome> {
-    serve(args, Mode::Run, |running| async move {
+    serve(args, Mode::Run, |running, admin| async move {
         // Listening before the banner: a script that reads the banner and
         // sends SIGTERM at once must get a drain, not the default death.
         let stop = StopSignals::install();
-        print_banner(&running);
+        print_banner(&running, admin);
         stop.wait().await;
         (running, None)
     })
@@ -290,8 +323,8 @@ pub fn run_proxy(args: RunArgs) -> anyhow::Result<Outcome> {
 pub fn run_exec(args: ExecArgs) -> anyhow::Result<Outcome> {
     let command = args.command.clone();
     let ca_dir = args.run.ca_dir.clone();
-    serve(args.run, Mode::Exec, move |running| async move {
-        let status = crate::exec::run_child(&command, &running, &ca_dir).await;
+    serve(args.run, Mode::Exec, move |running, admin| async move {
+        let status = crate::exec::run_child(&command, &running, admin, &ca_dir).await;
         (running, Some(status))
     })
 }
@@ -300,7 +333,7 @@ pub fn run_exec(args: ExecArgs) -> anyhow::Result<Outcome> {
 /// proxy, then after `body` the shutdown, the summary and the reports.
 fn serve<F, Fut>(args: RunArgs, mode: Mode, body: F) -> anyhow::Result<Outcome>
 where
-    F: FnOnce(proxy::Running) -> Fut,
+    F: FnOnce(proxy::Running, Option<SocketAddr>) -> Fut,
     Fut: Future<
         Output = (
             proxy::Running,
@@ -309,6 +342,14 @@ where
     >,
 {
     let config = proxy_config(&args, mode)?;
+    let admin_addr = admin_addr(&args, mode)?;
+    let admin_token = match &args.admin_token {
+        Some(token) => Some(
+            crate::admin::AdminToken::new(token)
+                .context("--admin-token must not be empty (the value is not shown)")?,
+        ),
+        None => None,
+    };
     let ca = Arc::new(ca::load_or_create(&args.ca_dir)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -338,14 +379,24 @@ where
                 }
             }
         };
+        let seed = config.rules.load().seed();
         let running = Proxy::start(config, ca).await?;
+        let admin = match admin_addr {
+            Some(addr) => Some(
+                crate::admin::Admin::start(addr, running.handle(), admin_token, seed).await?,
+            ),
+            None => None,
+        };
         let recording = running.recording().map(Path::to_path_buf);
-        let (running, child) = body(running).await;
+        let (running, child) = body(running, admin.as_ref().map(crate::admin::Admin::local_addr)).await;
         tracing::info!(
             "shutting down: letting in-flight exchanges finish (up to {}s)",
             args.grace.as_secs_f64()
         );
         let stopped = running.shutdown(args.grace).await;
+        if let Some(admin) = admin {
+            admin.stop().await;
+        }
         if !stopped.drained {
             tracing::warn!("grace period over; connections still open were cut");
         }
@@ -422,7 +473,7 @@ fn write_reports(
     Ok(())
 }
 
-fn print_banner(running: &proxy::Running) {
+fn print_banner(running: &proxy::Running, admin: Option<SocketAddr>) {
     let addr = running.local_addr();
     let url = format!("http://{addr}");
     let cert = running.ca().cert_path();
@@ -431,9 +482,10 @@ fn print_banner(running: &proxy::Running) {
     let recording = running
         .recording()
         .map_or_else(|| "off".to_string(), |p| p.display().to_string());
+    let admin = admin.map_or_else(|| "off".to_string(), |a| format!("http://{a}"));
     let _ = writeln!(
         out,
-        "authfault {} ready\n  proxy  {url}\n  admin  off (the admin API is not available yet)\n  CA     {}\n  record {recording}\n  hint   export HTTPS_PROXY={url} HTTP_PROXY={url}",
+        "authfault {} ready\n  proxy  {url}\n  admin  {admin}\n  CA     {}\n  record {recording}\n  hint   export HTTPS_PROXY={url} HTTP_PROXY={url}",
         env!("CARGO_PKG_VERSION"),
         cert.display(),
     );

@@ -243,6 +243,14 @@ impl Running {
         self.shared.local_addr
     }
 
+    /// A handle for the admin API.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            shared: self.shared.clone(),
+            ca: self.ca.clone(),
+        }
+    }
+
     /// `user:pass` for the proxy URL, when `--proxy-auth` is set.
     pub fn proxy_auth_userinfo(&self) -> Option<String> {
         self.shared
@@ -288,6 +296,40 @@ impl Running {
             failed,
             ids,
         }
+    }
+}
+
+/// What the admin API sees of a running proxy.
+#[derive(Clone)]
+pub struct Handle {
+    shared: Arc<Shared>,
+    ca: Arc<Ca>,
+}
+
+impl Handle {
+    /// The rules, swapped whole by reloads.
+    pub fn rules(&self) -> &Arc<ArcSwap<RuleSet>> {
+        &self.shared.config.rules
+    }
+
+    /// The recorder: live summary, recent exchanges, metrics.
+    pub fn recorder(&self) -> &Arc<Recorder> {
+        &self.shared.recorder
+    }
+
+    /// How many hosts have a cached leaf certificate.
+    pub fn leaf_count(&self) -> usize {
+        self.shared.leaves.len()
+    }
+
+    /// The CA certificate, PEM.
+    pub fn ca_pem(&self) -> &str {
+        self.ca.cert_pem()
+    }
+
+    /// Whether the proxy still accepts connections.
+    pub fn is_serving(&self) -> bool {
+        !self.shared.shutdown.is_cancelled()
     }
 }
 

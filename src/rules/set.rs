@@ -173,6 +173,30 @@ impl RuleSet {
             .clone()
     }
 
+    /// Whether the rule at `index` is active: a member of the scenario that
+    /// is on, or else enabled.
+    pub fn is_active(&self, index: usize) -> bool {
+        let scenario = self
+            .scenario
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match scenario.as_deref().and_then(|s| self.scenarios.get(s)) {
+            Some(members) => members.contains(&index),
+            None => self
+                .rules
+                .get(index)
+                .is_some_and(|r| r.enabled.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// `is_active` by rule name; false for an unknown name.
+    pub fn is_active_name(&self, name: &str) -> bool {
+        self.rules
+            .iter()
+            .position(|r| r.name == name)
+            .is_some_and(|index| self.is_active(index))
+    }
+
     /// Switches a scenario on (`Some`) or off (`None`): with one on, exactly
     /// its rules are active, whatever their `enabled` flag.
     pub fn set_scenario(&self, name: Option<&str>) -> Result<(), UnknownScenario> {

@@ -48,15 +48,7 @@ impl Reloader {
             .and_then(|files| RuleSet::compile(&files, &env, self.seed));
         match result {
             Ok(set) => {
-                let count = set.rules().len();
-                if let Some(scenario) = self.target.load().scenario()
-                    && set.set_scenario(Some(&scenario)).is_err()
-                {
-                    tracing::warn!(
-                        "scenario `{scenario}` is gone from the reloaded rules; it is switched off"
-                    );
-                }
-                self.target.store(Arc::new(set));
+                let count = install(&self.target, set);
                 self.reloads.fetch_add(1, Ordering::SeqCst);
                 tracing::info!("rules reloaded: {count} rule(s)");
                 Ok(count)
@@ -83,6 +75,35 @@ impl Reloader {
     pub fn reloads(&self) -> u64 {
         self.reloads.load(Ordering::SeqCst)
     }
+}
+
+/// Swaps `set` in whole, keeping the active scenario when `set` still
+/// defines it; returns its number of rules. File reloads and the admin
+/// API's `PUT /rules` both come here.
+pub fn install(target: &ArcSwap<RuleSet>, set: RuleSet) -> usize {
+    let count = set.rules().len();
+    if let Some(scenario) = target.load().scenario()
+        && set.set_scenario(Some(&scenario)).is_err()
+    {
+        tracing::warn!("scenario `{scenario}` is gone from the new rules; it is switched off");
+    }
+    target.store(Arc::new(set));
+    count
+}
+
+/// Compiles rules sent as text (YAML, or JSON, which is YAML too) and swaps
+/// them in like a file reload; an invalid text changes nothing.
+pub fn replace_from_text(
+    target: &ArcSwap<RuleSet>,
+    text: &str,
+    seed: u64,
+) -> Result<usize, Vec<LoadError>> {
+    let env = |name: &str| std::env::var(name).ok();
+    let parsed = load::parse_text(Path::new("PUT /rules"), text, &env)?;
+    let set = RuleSet::compile(&[parsed], &env, seed)?;
+    let count = install(target, set);
+    tracing::info!("rules replaced through the admin API: {count} rule(s)");
+    Ok(count)
 }
 
 /// Whether a change at `changed` touches one of `paths` (a file, or a folder

@@ -199,6 +199,7 @@ async fn options_are_read_from_their_environment_variables() {
     let mut child = bin_command(dir.path())
         .arg("run")
         .env("AUTHFAULT_LISTEN", "127.0.0.1:0")
+        .env("AUTHFAULT_ADMIN", "off")
         .env("AUTHFAULT_CA_DIR", "env-ca")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -216,6 +217,17 @@ async fn options_are_read_from_their_environment_variables() {
         dir.path().join("env-ca/ca.pem").exists(),
         "AUTHFAULT_CA_DIR was read"
     );
+    let admin = tokio::time::timeout(GUARD, async {
+        while let Some(line) = lines.next_line().await.expect("read") {
+            if let Some(rest) = line.trim().strip_prefix("admin") {
+                return rest.trim().to_string();
+            }
+        }
+        panic!("no admin line in the banner");
+    })
+    .await
+    .expect("banner in time");
+    assert_eq!(admin, "off", "AUTHFAULT_ADMIN was read");
     child.kill().await.expect("kill");
 }
 

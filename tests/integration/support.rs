@@ -638,6 +638,8 @@ where
 pub struct BinProxy {
     pub child: tokio::process::Child,
     pub addr: SocketAddr,
+    /// The admin API's address, from the banner (`None` with `--admin off`).
+    pub admin: Option<SocketAddr>,
     pub banner: String,
     /// What it printed on stdout after the banner (the summary).
     stdout: Arc<Mutex<String>>,
@@ -651,6 +653,9 @@ impl BinProxy {
         if !args.contains(&"--listen") {
             command.args(["--listen", "127.0.0.1:0"]);
         }
+        if !args.contains(&"--admin") {
+            command.args(["--admin", "127.0.0.1:0"]);
+        }
         command
             .args(args)
             .stdout(Stdio::piped())
@@ -659,6 +664,7 @@ impl BinProxy {
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let mut banner = String::new();
+        let mut admin = None;
         let addr = tokio::time::timeout(GUARD, async {
             let mut addr = None;
             while let Some(line) = lines.next_line().await.expect("read banner") {
@@ -667,6 +673,9 @@ impl BinProxy {
                 if let Some(url) = line.trim().strip_prefix("proxy") {
                     let url = url.trim().trim_start_matches("http://");
                     addr = Some(url.parse::<SocketAddr>().expect("banner address"));
+                }
+                if let Some(url) = line.trim().strip_prefix("admin") {
+                    admin = url.trim().trim_start_matches("http://").parse().ok();
                 }
                 // The hint closes the banner.
                 if line.trim().starts_with("hint") {
@@ -690,6 +699,7 @@ impl BinProxy {
         Self {
             child,
             addr,
+            admin,
             banner,
             stdout,
             drain,
