@@ -36,6 +36,10 @@ pub enum ProxyError {
         "the request is addressed to authfault itself; send it to an upstream through the proxy instead"
     )]
     LoopDetected,
+    #[error("{0}; fix the x-authfault-scenario header")]
+    UnknownScenario(String),
+    #[error("{0}; fix the x-authfault-rule header")]
+    UnknownRule(String),
 }
 
 impl ProxyError {
@@ -58,6 +62,8 @@ impl ProxyError {
                 "headers_too_large",
             ),
             Self::LoopDetected => (StatusCode::LOOP_DETECTED, "loop_detected"),
+            Self::UnknownScenario(_) => (StatusCode::BAD_REQUEST, "unknown_scenario"),
+            Self::UnknownRule(_) => (StatusCode::BAD_REQUEST, "unknown_rule"),
         }
     }
 

@@ -18,6 +18,7 @@ use super::error::ProxyError;
 use super::{Shared, headers};
 use crate::perturb::{self, Action, Applied, Synthetic};
 use crate::record::{Credential, Exchange, Tap};
+use crate::rules::set::{Choice, UnknownChoice};
 use crate::verdict::Verdict;
 
 /// How the request reached the proxy.
@@ -58,6 +59,7 @@ pub(crate) async fn handle(
         Staged::Respond(synthetic) => {
             return respond(shared, exchange, synthetic, client_version).await;
         }
+        Staged::Refuse(err) => return answer(shared, exchange, err).await,
     };
     if shared.recorder.is_recording() {
         exchange.request_headers = Some(req.headers().clone());
@@ -136,7 +138,14 @@ enum Staged {
     Forward(Request<Body>, Option<i64>),
     /// Answer at once (`respond`).
     Respond(Synthetic),
+    /// Answer with an error (an unknown per-request scenario or rule).
+    Refuse(ProxyError),
 }
+
+/// Applies a scenario to one request (SPEC section 8).
+pub const SCENARIO_HEADER: &str = "x-authfault-scenario";
+/// Applies one rule to one request.
+pub const RULE_HEADER: &str = "x-authfault-rule";
 
 /// Finds the rule that owns the request and applies its action when its
 /// `when` fires; notes on the exchange what happened and how the answer is
@@ -145,13 +154,31 @@ enum Staged {
 fn perturb(shared: &Shared, req: Request<Body>, exchange: &mut Exchange) -> Staged {
     let rules = shared.config.rules.load();
     let (mut parts, body) = req.into_parts();
+    // SPEC section 8: a per-request scenario or rule, never forwarded.
+    let scenario_header = parts.headers.remove(SCENARIO_HEADER);
+    let rule_header = parts.headers.remove(RULE_HEADER);
+    let choice = match (&scenario_header, &rule_header) {
+        (_, Some(rule)) => Choice::Rule(rule.to_str().unwrap_or("")),
+        (Some(scenario), None) => Choice::Scenario(scenario.to_str().unwrap_or("")),
+        (None, None) => Choice::Active,
+    };
     let host = parts
         .uri
         .host()
         .unwrap_or("")
         .trim_start_matches('[')
         .trim_end_matches(']');
-    let Some(selected) = rules.select(&parts, host) else {
+    let selected = match rules.select_with(&parts, host, choice) {
+        Ok(selected) => selected,
+        Err(UnknownChoice::Scenario(detail)) => {
+            return Staged::Refuse(ProxyError::UnknownScenario(detail));
+        }
+        Err(UnknownChoice::Rule(detail)) => return Staged::Refuse(ProxyError::UnknownRule(detail)),
+    };
+    let Some(selected) = selected else {
+        if let Choice::Scenario(name) = choice {
+            exchange.scenario = Some(name.to_string());
+        }
         exchange.settle(Verdict::Untouched, "no rule matched");
         return Staged::Forward(Request::from_parts(parts, body), None);
     };

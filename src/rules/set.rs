@@ -62,6 +62,25 @@ pub struct Selected<'a> {
     pub scenario: Option<String>,
 }
 
+/// Which rules a request may be owned by (SPEC section 8): those active
+/// now, or, for this request alone, a scenario's or one rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice<'a> {
+    /// The active rules (`--scenario`, `PUT /scenario`, `enabled` flags).
+    Active,
+    /// `x-authfault-scenario: NAME`.
+    Scenario(&'a str),
+    /// `x-authfault-rule: NAME`.
+    Rule(&'a str),
+}
+
+/// A per-request choice that names nothing the rules define.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnknownChoice {
+    Scenario(String),
+    Rule(String),
+}
+
 /// A scenario name that no rule file defines.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown scenario `{name}`; defined: {known}")]
@@ -218,15 +237,72 @@ impl RuleSet {
     /// Finds the first active rule whose `match` holds and lets its `when`
     /// decide. `host` is the target host without port.
     pub fn select(&self, parts: &Parts, host: &str) -> Option<Selected<'_>> {
-        if self.rules.is_empty() {
-            return None;
-        }
-        // The scenario is read once: a switch applies from the next request.
-        let scenario = self
-            .scenario
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let members = scenario.as_deref().and_then(|s| self.scenarios.get(s));
+        self.select_with(parts, host, Choice::Active)
+            .unwrap_or(None)
+    }
+
+    /// `select` among the rules `choice` allows.
+    pub fn select_with(
+        &self,
+        parts: &Parts,
+        host: &str,
+        choice: Choice<'_>,
+    ) -> Result<Option<Selected<'_>>, UnknownChoice> {
+        let one_rule;
+        let (members, scenario): (Option<&[usize]>, Option<String>) = match choice {
+            Choice::Active => {
+                if self.rules.is_empty() {
+                    return Ok(None);
+                }
+                // The scenario is read once: a switch applies from the next
+                // request.
+                let scenario = self
+                    .scenario
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone();
+                let members = scenario
+                    .as_deref()
+                    .and_then(|s| self.scenarios.get(s))
+                    .map(Vec::as_slice);
+                (members, scenario)
+            }
+            Choice::Scenario(name) => match self.scenarios.get(name) {
+                Some(members) => (Some(members.as_slice()), Some(name.to_string())),
+                None => {
+                    return Err(UnknownChoice::Scenario(format!(
+                        "unknown scenario `{name}`; defined: {}",
+                        self.scenario_names().collect::<Vec<_>>().join(", ")
+                    )));
+                }
+            },
+            Choice::Rule(name) => match self.rules.iter().position(|r| r.name == name) {
+                Some(index) => {
+                    one_rule = [index];
+                    (Some(&one_rule[..]), None)
+                }
+                None => {
+                    return Err(UnknownChoice::Rule(format!(
+                        "unknown rule `{name}`; defined: {}",
+                        self.rules
+                            .iter()
+                            .map(|r| r.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+            },
+        };
+        Ok(self.select_among(parts, host, members, scenario))
+    }
+
+    fn select_among(
+        &self,
+        parts: &Parts,
+        host: &str,
+        members: Option<&[usize]>,
+        scenario: Option<String>,
+    ) -> Option<Selected<'_>> {
         // Most rules look at Authorization: find it once, decode it only if
         // a rule needs the JWT.
         let default_found = Place::default().find(parts);
@@ -285,7 +361,7 @@ impl RuleSet {
                 rule,
                 found: found.cloned(),
                 fired,
-                scenario: (*scenario).clone(),
+                scenario,
             });
         }
         None

@@ -126,6 +126,16 @@ async fn sigterm_lets_a_slow_response_in_flight_finish() {
 #[tokio::test]
 async fn a_non_loopback_listen_without_allow_remote_exits_2() {
     let dir = tempfile::tempdir().expect("tempdir");
+    let (code, _, err) = run_to_end(
+        &["run", "--listen", "127.0.0.1:0", "--admin", "0.0.0.0:0"],
+        dir.path(),
+    )
+    .await;
+    assert_eq!(code, 2, "the admin API follows the same bind policy");
+    assert!(
+        err.contains("--admin 0.0.0.0:0") && err.contains("--allow-remote"),
+        "{err}"
+    );
     let (code, _, err) = run_to_end(&["run", "--listen", "0.0.0.0:0"], dir.path()).await;
     assert_eq!(code, 2);
     assert!(err.contains("--allow-remote"), "{err}");

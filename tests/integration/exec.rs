@@ -308,6 +308,9 @@ async fn exec_gives_the_child_the_proxy_environment_and_a_bundle_that_trusts_bot
     assert!(bundle.ends_with("certs/ca-bundle.pem"), "{bundle}");
     assert!(var("NODE_EXTRA_CA_CERTS").ends_with("certs/ca.pem"));
     assert_eq!(var("NODE_USE_ENV_PROXY"), "1");
+    let admin = var("AUTHFAULT_ADMIN_URL");
+    assert!(admin.starts_with("http://127.0.0.1:"), "{admin}");
+    assert_ne!(admin, proxy_url, "the admin API has its own port");
 
     let bundle = dir.path().join(&bundle);
     assert!(openssl_verifies(&bundle, &dir.path().join("certs/ca.pem")));

@@ -2,6 +2,7 @@
 //! real proxy (in-process, or the built binary for the CLI) against real
 //! upstreams on 127.0.0.1.
 
+mod admin;
 mod cli;
 mod connect;
 mod errors;

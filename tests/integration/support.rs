@@ -523,6 +523,19 @@ impl TestProxy {
         running.shutdown(Duration::from_secs(5)).await
     }
 
+    /// Starts the admin API for this proxy on a free loopback port.
+    pub async fn admin(&self, token: Option<&str>) -> authfault::admin::Admin {
+        let running = self.running.as_ref().expect("running");
+        authfault::admin::Admin::start(
+            "127.0.0.1:0".parse().expect("addr"),
+            running.handle(),
+            token.and_then(authfault::admin::AdminToken::new),
+            7,
+        )
+        .await
+        .expect("admin starts")
+    }
+
     /// Where the proxy records (every test proxy does, as `run` does by
     /// default).
     pub fn recording(&self) -> PathBuf {
@@ -535,6 +548,15 @@ impl TestProxy {
         assert!(bad.is_empty(), "every line is a record: {bad:?}");
         records
     }
+}
+
+/// A client that talks to 127.0.0.1 directly (the admin API), no proxy.
+pub fn direct_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .tls_backend_preconfigured(client_tls(&[], Alpn::Both))
+        .build()
+        .expect("client")
 }
 
 pub fn client_via(
