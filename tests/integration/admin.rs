@@ -222,18 +222,26 @@ async fn each_call_answers_and_errors_as_the_spec_says_and_the_token_guards_all_
 
 #[tokio::test]
 async fn a_scenario_switch_applies_to_every_request_that_starts_after_it_returns() {
-    let upstream = Arc::new(Upstream::http().await);
-    let proxy = TestProxy::start_with(&[], |config| config.rules = rules(ADMIN_RULES)).await;
+    // Half the clients over plain HTTP/1.1, half over intercepted HTTP/2.
+    let plain = Arc::new(Upstream::http().await);
+    let tls = Arc::new(Upstream::https(Alpn::Both).await);
+    let proxy = TestProxy::start_with(&[tls.ca.as_deref().expect("tls")], |config| {
+        config.rules = rules(ADMIN_RULES);
+    })
+    .await;
     let admin = proxy.admin(None).await;
     let api = Api::new(&admin, None);
-    let client = proxy.client(Alpn::Both);
     // (started, ended, stripped) per request.
     let log: Arc<Mutex<Vec<(Instant, Instant, bool)>>> = Arc::default();
     let stop = tokio_util::sync::CancellationToken::new();
     let mut workers = Vec::new();
-    for _ in 0..8 {
-        let (client, upstream, log, stop) =
-            (client.clone(), upstream.clone(), log.clone(), stop.clone());
+    for worker in 0..8 {
+        let (client, upstream) = if worker % 2 == 0 {
+            (proxy.client(Alpn::H1), plain.clone())
+        } else {
+            (proxy.client(Alpn::H2), tls.clone())
+        };
+        let (log, stop) = (log.clone(), stop.clone());
         workers.push(tokio::spawn(async move {
             while !stop.is_cancelled() {
                 let started = Instant::now();
