@@ -312,7 +312,7 @@ impl RuleSet {
             // otherwise the `enabled` flags.
             let is_active = match members {
                 Some(members) => members.contains(&index),
-                None => rule.enabled.load(Ordering::Relaxed),
+                None => rule.enabled.load(Ordering::Acquire),
             };
             if !is_active {
                 continue;
