@@ -29,6 +29,7 @@ pub mod admin;
 pub mod cli;
 pub mod credential;
 pub mod exec;
+pub mod health;
 pub mod host;
 pub mod inspect;
 pub mod logging;

@@ -50,6 +50,12 @@ pub enum Command {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
     },
+    /// Exit 0 when the admin API answers /healthz (for container health checks).
+    Health {
+        /// The admin API's URL [default: from AUTHFAULT_ADMIN, else http://127.0.0.1:8081]; `/healthz` is added when the URL has no path.
+        #[arg(value_name = "URL")]
+        url: Option<String>,
+    },
     /// Decode tokens.
     Token {
         #[command(subcommand)]
@@ -102,6 +108,8 @@ pub enum Outcome {
     Violations,
     /// `exec`'s command exited with this status.
     Status(u8),
+    /// `health`: the admin API did not answer `/healthz` with 200: exit 1.
+    Unhealthy,
 }
 
 impl Outcome {
@@ -112,6 +120,7 @@ impl Outcome {
             Self::Invalid => ExitCode::from(2),
             Self::Violations => ExitCode::from(3),
             Self::Status(code) => ExitCode::from(code),
+            Self::Unhealthy => ExitCode::from(1),
         }
     }
 }
@@ -127,6 +136,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             format,
             output,
         } => run_report(&recordings, format, output.as_deref()),
+        Command::Health { url } => crate::health::run(url.as_deref()),
         Command::Ca { action, ca_dir } => run_ca(&action, &ca_dir),
         Command::Check { paths } => run_check(&paths),
         Command::Token {
@@ -143,7 +153,8 @@ pub fn log_format(args: &Args) -> LogFormat {
         Command::Ca { .. }
         | Command::Check { .. }
         | Command::Token { .. }
-        | Command::Report { .. } => LogFormat::Text,
+        | Command::Report { .. }
+        | Command::Health { .. } => LogFormat::Text,
     }
 }
 

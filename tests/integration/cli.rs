@@ -384,3 +384,20 @@ async fn run_with_a_scenario_logs_the_rule_and_action_of_each_exchange() {
     assert!(status.success());
     assert!(log.contains("rule=no-cred action=strip"), "{log}");
 }
+
+#[tokio::test]
+async fn health_exits_0_against_a_running_proxy_and_1_against_a_closed_port() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proxy = BinProxy::spawn(&[], dir.path()).await;
+    let admin = proxy.admin.expect("the banner names the admin API");
+    let (code, out, err) = run_to_end(&["health", &format!("http://{admin}")], dir.path()).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("/healthz answered 200"), "{out}");
+    proxy.signal("TERM");
+    let (status, _) = proxy.wait().await;
+    assert!(status.success());
+    // The same address, now closed.
+    let (code, _, err) = run_to_end(&["health", &admin.to_string()], dir.path()).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("unhealthy"), "{err}");
+}
