@@ -36,10 +36,7 @@ pub fn url_at<'a>(url: &'a str, place: Option<&Place>) -> Cow<'a, str> {
         _ => None,
     };
     let is_secret_name = |name: &str| param == Some(name) || is_secret_name(name);
-    let is_secret_pair = |pair: &str| {
-        pair.split_once('=')
-            .is_some_and(|(name, value)| !value.is_empty() && is_secret_name(name))
-    };
+    let is_secret_pair = |pair: &str| is_secret_pair_named(pair, is_secret_name);
     let Some((base, query)) = url.split_once('?') else {
         return Cow::Borrowed(url);
     };
@@ -84,8 +81,13 @@ impl fmt::Display for Url<'_> {
 }
 
 fn is_secret_pair(pair: &str) -> bool {
+    is_secret_pair_named(pair, is_secret_name)
+}
+
+/// Whether `name=value` has a value and a name `is_secret` picks.
+fn is_secret_pair_named(pair: &str, is_secret: impl Fn(&str) -> bool) -> bool {
     pair.split_once('=')
-        .is_some_and(|(name, value)| !value.is_empty() && is_secret_name(name))
+        .is_some_and(|(name, value)| !value.is_empty() && is_secret(name))
 }
 
 fn is_secret_name(name: &str) -> bool {

@@ -434,18 +434,19 @@ mod tests {
         }
     }
 
+    fn recording_to(path: &Path) -> Arc<Recorder> {
+        let config = Config {
+            path: Some(path.to_path_buf()),
+            body_limit: 0,
+        };
+        Recorder::start(&config, Arc::default()).expect("starts")
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_full_queue_makes_exchanges_wait_and_none_is_lost() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("sub").join("rec.jsonl");
-        let recorder = Recorder::start(
-            &Config {
-                path: Some(path.clone()),
-                body_limit: 0,
-            },
-            Arc::default(),
-        )
-        .expect("starts");
+        let recorder = recording_to(&path);
         // Three times the queue, as fast as possible: most find it full.
         let total = 3 * QUEUE as u64;
         for n in 0..total {
@@ -476,14 +477,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("rec.jsonl");
         std::fs::write(&path, "{\"id\": 41}\n{\"id\": 42}\n{\"id\": 4").expect("write");
-        let recorder = Recorder::start(
-            &Config {
-                path: Some(path.clone()),
-                body_limit: 0,
-            },
-            Arc::default(),
-        )
-        .expect("starts");
+        let recorder = recording_to(&path);
         recorder.submit(finished(1), None);
         let closed = recorder.close().await.expect("closes");
         assert_eq!(closed.ids, 43..44);

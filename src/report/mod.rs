@@ -167,20 +167,17 @@ pub enum Format {
 pub fn render(records: &[Record], format: Format, color: bool) -> Result<String, RenderError> {
     Ok(match format {
         Format::Text => text::render(&Summary::of(records), color),
-        Format::Json => {
-            let mut json = serde_json::to_string_pretty(&Summary::of(records))
-                .map_err(|e| RenderError(e.to_string()))?;
-            json.push('\n');
-            json
-        }
+        Format::Json => pretty(&Summary::of(records))?,
         Format::Junit => junit::render(records)?,
-        Format::Har => {
-            let mut json = serde_json::to_string_pretty(&har::render(records))
-                .map_err(|e| RenderError(e.to_string()))?;
-            json.push('\n');
-            json
-        }
+        Format::Har => pretty(&har::render(records))?,
     })
+}
+
+/// Indented JSON ending with a newline.
+fn pretty(value: &impl Serialize) -> Result<String, RenderError> {
+    let mut json = serde_json::to_string_pretty(value).map_err(|e| RenderError(e.to_string()))?;
+    json.push('\n');
+    Ok(json)
 }
 
 /// A report that could not be rendered.

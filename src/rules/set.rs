@@ -249,26 +249,26 @@ impl RuleSet {
         choice: Choice<'_>,
     ) -> Result<Option<Selected<'_>>, UnknownChoice> {
         let one_rule;
-        let (members, scenario): (Option<&[usize]>, Option<String>) = match choice {
+        let active;
+        let (members, scenario): (Option<&[usize]>, Option<&str>) = match choice {
             Choice::Active => {
                 if self.rules.is_empty() {
                     return Ok(None);
                 }
                 // The scenario is read once: a switch applies from the next
-                // request.
-                let scenario = self
+                // request. Its name is copied only for a rule that owns one.
+                active = self
                     .scenario
                     .read()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .clone();
-                let members = scenario
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let members = active
                     .as_deref()
                     .and_then(|s| self.scenarios.get(s))
                     .map(Vec::as_slice);
-                (members, scenario)
+                (members, active.as_deref())
             }
             Choice::Scenario(name) => match self.scenarios.get(name) {
-                Some(members) => (Some(members.as_slice()), Some(name.to_string())),
+                Some(members) => (Some(members.as_slice()), Some(name)),
                 None => {
                     return Err(UnknownChoice::Scenario(format!(
                         "unknown scenario `{name}`; defined: {}",
@@ -301,7 +301,7 @@ impl RuleSet {
         parts: &Parts,
         host: &str,
         members: Option<&[usize]>,
-        scenario: Option<String>,
+        scenario: Option<&str>,
     ) -> Option<Selected<'_>> {
         // Most rules look at Authorization: find it once, decode it only if
         // a rule needs the JWT.
@@ -361,7 +361,7 @@ impl RuleSet {
                 rule,
                 found: found.cloned(),
                 fired,
-                scenario,
+                scenario: scenario.map(str::to_string),
             });
         }
         None

@@ -6,18 +6,6 @@ use std::process::Stdio;
 
 use crate::support::*;
 
-async fn run_to_end(args: &[&str], cwd: &std::path::Path) -> (i32, String, String) {
-    let out = tokio::time::timeout(GUARD, bin_command(cwd).args(args).output())
-        .await
-        .expect("exits in time")
-        .expect("runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test]
 async fn run_makes_the_ca_on_first_use_and_prints_the_banner_with_the_real_port() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -16,18 +16,6 @@ rules:
     action: { expire: { by: 1h } }
 "#;
 
-async fn authfault(args: &[&str], cwd: &Path) -> (i32, String, String) {
-    let out = tokio::time::timeout(GUARD, bin_command(cwd).args(args).output())
-        .await
-        .expect("exits in time")
-        .expect("runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test]
 async fn run_logs_verdicts_prints_the_summary_and_no_output_holds_a_secret() {
     let upstream = Upstream::http().await;
@@ -109,7 +97,7 @@ async fn run_logs_verdicts_prints_the_summary_and_no_output_holds_a_secret() {
     ];
     for format in ["text", "json", "junit", "har"] {
         let (code, out, err) =
-            authfault(&["report", "rec.jsonl", "--format", format], dir.path()).await;
+            run_to_end(&["report", "rec.jsonl", "--format", format], dir.path()).await;
         assert_eq!(code, 3, "violations: exit 3 ({err})");
         outputs.push(("report", out));
     }
@@ -141,7 +129,7 @@ async fn report_merges_recordings_and_exits_0_without_violations() {
     proxy.stop().await;
     let path = proxy.recording();
     let file = path.to_str().expect("utf-8");
-    let (code, out, err) = authfault(
+    let (code, out, err) = run_to_end(
         &[
             "report",
             file,
@@ -161,7 +149,7 @@ async fn report_merges_recordings_and_exits_0_without_violations() {
     .expect("json");
     assert_eq!(merged["exchanges"], 6);
     assert_eq!(merged["verdicts"]["untouched"], 6);
-    let (code, _, err) = authfault(&["report", "missing.jsonl"], proxy.dir.path()).await;
+    let (code, _, err) = run_to_end(&["report", "missing.jsonl"], proxy.dir.path()).await;
     assert_eq!(code, 2);
     assert!(err.contains("missing.jsonl"), "{err}");
 }

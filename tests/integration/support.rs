@@ -765,6 +765,19 @@ impl BinProxy {
     }
 }
 
+/// Runs the built binary to its end: exit code, stdout, stderr.
+pub async fn run_to_end(args: &[&str], cwd: &std::path::Path) -> (i32, String, String) {
+    let out = tokio::time::timeout(GUARD, bin_command(cwd).args(args).output())
+        .await
+        .expect("exits in time")
+        .expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A command for the built binary with a clean environment: no proxy or CA
 /// variables inherited from the machine.
 pub fn bin_command(cwd: &Path) -> tokio::process::Command {
