@@ -91,6 +91,8 @@ pub struct Recorder {
     /// Exchanges waiting for room in the queue.
     waiting: TaskTracker,
     last_warning: AtomicU64,
+    /// Exchanges that found the queue full and waited.
+    waited: AtomicU64,
     epoch: Instant,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     live: Arc<Live>,
@@ -138,6 +140,7 @@ impl Recorder {
             body_limit: config.body_limit,
             waiting: TaskTracker::new(),
             last_warning: AtomicU64::new(0),
+            waited: AtomicU64::new(0),
             epoch: Instant::now(),
             thread: Mutex::new(Some(thread)),
             live,
@@ -201,6 +204,7 @@ impl Recorder {
             }
             Err(mpsc::error::TrySendError::Full(job)) => job,
         };
+        self.waited.fetch_add(1, Ordering::Relaxed);
         self.warn_behind();
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
@@ -452,6 +456,10 @@ mod tests {
         for n in 0..total {
             recorder.submit(finished(n), None);
         }
+        assert!(
+            recorder.waited.load(Ordering::Relaxed) > 0,
+            "the test must fill the queue to mean anything"
+        );
         let closed = recorder.close().await.expect("closes");
         assert_eq!(closed.written, total);
         assert_eq!(closed.failed, 0);
