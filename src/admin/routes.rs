@@ -44,9 +44,7 @@ pub(super) async fn route(state: &State, req: Request<Incoming>) -> Answer {
             json_answer(StatusCode::OK, &json!({"reset": true}))
         }
         (&Method::GET, ["exchanges"]) => exchanges(state, req.uri().query()),
-        (&Method::GET, ["report"]) => {
-            json_answer(StatusCode::OK, &state.proxy.recorder().summary())
-        }
+        (&Method::GET, ["report"]) => report(state, req.uri().query()),
         (&Method::GET, ["metrics"]) => metrics(state),
         (&Method::GET, ["ca.pem"]) => text(
             StatusCode::OK,
@@ -216,6 +214,57 @@ fn exchanges(state: &State, query: Option<&str>) -> Answer {
     let page = state.proxy.recorder().exchanges(since, limit);
     let records: Vec<&crate::record::Record> = page.iter().map(AsRef::as_ref).collect();
     json_answer(StatusCode::OK, &records)
+}
+
+/// `GET /report?format=json|text|junit|har`. json and text come from the
+/// live summary; junit and har need the exchanges themselves, and so cover
+/// those since the last reset that are still in memory (the last 10,000).
+fn report(state: &State, query: Option<&str>) -> Answer {
+    use crate::report::{Format, render, text};
+    let mut format = Format::Json;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let parsed = match (key, value) {
+            ("format", "json") => Format::Json,
+            ("format", "text") => Format::Text,
+            ("format", "junit") => Format::Junit,
+            ("format", "har") => Format::Har,
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    &format!("`{key}={value}`: use format=json, text, junit or har"),
+                );
+            }
+        };
+        format = parsed;
+    }
+    let recorder = state.proxy.recorder();
+    let rendered = match format {
+        Format::Json => return json_answer(StatusCode::OK, &recorder.summary()),
+        Format::Text => Ok(text::render(&recorder.summary(), false)),
+        Format::Junit | Format::Har => {
+            let records: Vec<crate::record::Record> = recorder
+                .since_reset()
+                .iter()
+                .map(|r| r.as_ref().clone())
+                .collect();
+            render(&records, format, false)
+        }
+    };
+    let content_type = match format {
+        Format::Json | Format::Har => "application/json",
+        Format::Text => "text/plain; charset=utf-8",
+        Format::Junit => "application/xml",
+    };
+    match rendered {
+        Ok(body) => text(StatusCode::OK, content_type, body),
+        Err(err) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "report_failed",
+            &err.to_string(),
+        ),
+    }
 }
 
 fn metrics(state: &State) -> Answer {

@@ -39,7 +39,16 @@ pub const RING: usize = 10_000;
 #[derive(Debug, Default)]
 struct Live {
     summary: Mutex<Summary>,
-    ring: Mutex<VecDeque<Arc<Record>>>,
+    /// Locked before `summary` wherever both are held, so that a reset falls
+    /// between two exchanges, never inside one.
+    ring: Mutex<Ring>,
+}
+
+#[derive(Debug, Default)]
+struct Ring {
+    records: VecDeque<Arc<Record>>,
+    /// The last id before the latest `POST /reset`.
+    reset_after: u64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -155,6 +164,8 @@ impl Recorder {
 
     /// Starts the summary afresh (`POST /reset`); the file is untouched.
     pub fn reset(&self) {
+        let mut ring = lock(&self.live.ring);
+        ring.reset_after = ring.records.back().map_or(ring.reset_after, |r| r.id);
         *lock(&self.live.summary) = Summary::default();
     }
 
@@ -162,8 +173,16 @@ impl Recorder {
     /// `limit`, from the last `RING` in memory.
     pub fn exchanges(&self, since: u64, limit: usize) -> Vec<Arc<Record>> {
         let ring = lock(&self.live.ring);
-        let start = ring.partition_point(|r| r.id <= since);
-        ring.range(start..).take(limit).cloned().collect()
+        let start = ring.records.partition_point(|r| r.id <= since);
+        ring.records.range(start..).take(limit).cloned().collect()
+    }
+
+    /// The exchanges since the last reset that are still in memory (the
+    /// last `RING`), oldest first.
+    pub fn since_reset(&self) -> Vec<Arc<Record>> {
+        let ring = lock(&self.live.ring);
+        let start = ring.records.partition_point(|r| r.id <= ring.reset_after);
+        ring.records.range(start..).cloned().collect()
     }
 
     /// Exchanges finished but not yet recorded.
@@ -368,7 +387,6 @@ impl Worker {
         let record = Record::build(finished, self.next_id, self.keep_body);
         self.next_id += 1;
         crate::logging::exchange(&record);
-        lock(&self.live.summary).add(&record);
         self.metrics.record(&record);
         if self.file.is_some() {
             let start = self.buf.len();
@@ -382,10 +400,11 @@ impl Worker {
             }
         }
         let mut ring = lock(&self.live.ring);
-        if ring.len() == RING {
-            ring.pop_front();
+        lock(&self.live.summary).add(&record);
+        if ring.records.len() == RING {
+            ring.records.pop_front();
         }
-        ring.push_back(Arc::new(record));
+        ring.records.push_back(Arc::new(record));
     }
 
     fn write_batch(&mut self, batch: u64) {

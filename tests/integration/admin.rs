@@ -176,10 +176,28 @@ async fn each_call_answers_and_errors_as_the_spec_says_and_the_token_guards_all_
     let (status, report) = api.json("GET", "/report", None).await;
     assert_eq!(status, 200);
     assert_eq!(report["exchanges"], 3);
+    let (status, har) = api.json("GET", "/report?format=har", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(har["log"]["entries"].as_array().map(Vec::len), Some(3));
+    let (status, xml) = api.call("GET", "/report?format=junit", None).await;
+    assert_eq!(status, 200);
+    let doc = roxmltree::Document::parse(&xml).expect("JUnit XML");
+    assert_eq!(doc.root_element().tag_name().name(), "testsuites");
+    let (status, text) = api.call("GET", "/report?format=text", None).await;
+    assert_eq!(status, 200);
+    assert!(text.contains("3 exchange(s)"), "{text}");
+    let (status, body) = api.json("GET", "/report?format=pdf", None).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("bad_request")));
     let (status, _) = api.json("POST", "/reset", None).await;
     assert_eq!(status, 200);
     let (_, report) = api.json("GET", "/report", None).await;
     assert_eq!(report["exchanges"], 0);
+    let (_, har) = api.json("GET", "/report?format=har", None).await;
+    assert_eq!(
+        har["log"]["entries"].as_array().map(Vec::len),
+        Some(0),
+        "the HAR starts afresh with the summary"
+    );
     let (_, rules) = api.json("GET", "/rules", None).await;
     assert_eq!(rules["rules"][0]["matched"], 0);
 
