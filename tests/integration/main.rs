@@ -10,4 +10,5 @@ mod exec;
 mod forward;
 mod perturb;
 mod record;
+mod static_binary;
 mod support;
