@@ -389,3 +389,69 @@ async fn health_exits_0_against_a_running_proxy_and_1_against_a_closed_port() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("unhealthy"), "{err}");
 }
+
+/// The README's table of options: (flag, variable, comma-separated).
+fn readme_options() -> Vec<(String, String, bool)> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    readme
+        .lines()
+        .filter(|line| line.starts_with("| `--"))
+        .map(|line| {
+            let cells: Vec<&str> = line.split(" | ").collect();
+            let flag = cells[0].trim_start_matches("| `--");
+            let flag = flag
+                .split(|c: char| c == ' ' || c == '`')
+                .next()
+                .unwrap_or("");
+            let env = cells[1].split('`').nth(1).unwrap_or("");
+            (
+                flag.to_string(),
+                env.to_string(),
+                cells[1].contains("comma-separated"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_environment_variable_in_the_readme_is_read_by_run_and_exec() {
+    use clap::CommandFactory;
+    let options = readme_options();
+    assert!(
+        options.len() >= 20,
+        "the options table was found: {options:?}"
+    );
+    let command = authfault::cli::Args::command();
+    for sub in ["run", "exec"] {
+        let sub = command.find_subcommand(sub).expect("subcommand");
+        for (flag, env, comma_separated) in &options {
+            let arg = sub
+                .get_arguments()
+                .find(|a| a.get_long() == Some(flag.as_str()))
+                .unwrap_or_else(|| panic!("{}: no --{flag}", sub.get_name()));
+            assert_eq!(
+                arg.get_env().and_then(|e| e.to_str()),
+                Some(env.as_str()),
+                "{} --{flag}",
+                sub.get_name()
+            );
+            assert_eq!(
+                arg.get_value_delimiter() == Some(','),
+                *comma_separated,
+                "{} --{flag}: comma-separated in the README and in the parser alike",
+                sub.get_name()
+            );
+        }
+        // And nothing read from the environment is missing from the README.
+        for arg in sub.get_arguments() {
+            if let Some(env) = arg.get_env().and_then(|e| e.to_str()) {
+                assert!(
+                    options.iter().any(|(_, listed, _)| listed == env),
+                    "{} reads {env}, which the README's table does not list",
+                    sub.get_name()
+                );
+            }
+        }
+    }
+}
