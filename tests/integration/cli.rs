@@ -400,10 +400,7 @@ fn readme_options() -> Vec<(String, String, bool)> {
         .map(|line| {
             let cells: Vec<&str> = line.split(" | ").collect();
             let flag = cells[0].trim_start_matches("| `--");
-            let flag = flag
-                .split(|c: char| c == ' ' || c == '`')
-                .next()
-                .unwrap_or("");
+            let flag = flag.split([' ', '`']).next().unwrap_or("");
             let env = cells[1].split('`').nth(1).unwrap_or("");
             (
                 flag.to_string(),
