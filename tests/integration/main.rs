@@ -6,6 +6,7 @@ mod admin;
 mod cli;
 mod connect;
 mod errors;
+mod examples;
 mod exec;
 mod forward;
 mod perturb;
