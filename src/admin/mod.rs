@@ -4,6 +4,7 @@
 //! each call to the proxy's state; this module listens and checks the
 //! admin token.
 
+mod events;
 mod routes;
 
 use std::convert::Infallible;
@@ -12,7 +13,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -149,9 +149,9 @@ async fn accept(
 }
 
 /// The admin API's answers: JSON, or text where the format is fixed.
-pub(crate) type Answer = Response<Full<Bytes>>;
+pub(crate) type Answer = Response<http_body_util::combinators::BoxBody<Bytes, Infallible>>;
 
-async fn handle(state: &State, req: Request<Incoming>) -> Answer {
+async fn handle(state: &Arc<State>, req: Request<Incoming>) -> Answer {
     if req.uri().path() != "/healthz"
         && let Some(token) = &state.token
         && !token.admits(&req)

@@ -1,5 +1,6 @@
 //! Each call of the admin API (SPEC section 8), from request to answer.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
@@ -17,7 +18,7 @@ const BODY_LIMIT: usize = 1024 * 1024;
 const PAGE: usize = 100;
 const PAGE_MAX: usize = 1000;
 
-pub(super) async fn route(state: &State, req: Request<Incoming>) -> Answer {
+pub(super) async fn route(state: &Arc<State>, req: Request<Incoming>) -> Answer {
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = req.method().clone();
@@ -33,6 +34,7 @@ pub(super) async fn route(state: &State, req: Request<Incoming>) -> Answer {
             let rules = state.proxy.rules().load();
             // Switching off cannot fail.
             let _ = rules.set_scenario(None);
+            state.proxy.rules_changed();
             tracing::info!("scenario switched off through the admin API");
             json_answer(StatusCode::OK, &json!({"scenario": null}))
         }
@@ -41,11 +43,13 @@ pub(super) async fn route(state: &State, req: Request<Incoming>) -> Answer {
                 rule.state.reset();
             }
             state.proxy.recorder().reset();
+            state.proxy.rules_changed();
             json_answer(StatusCode::OK, &json!({"reset": true}))
         }
         (&Method::GET, ["exchanges"]) => exchanges(state, req.uri().query()),
         (&Method::GET, ["report"]) => report(state, req.uri().query()),
         (&Method::GET, ["metrics"]) => metrics(state),
+        (&Method::GET, ["events"]) => super::events::events(state, &req),
         (&Method::GET, ["ca.pem"]) => text(
             StatusCode::OK,
             "application/x-pem-file",
@@ -55,7 +59,7 @@ pub(super) async fn route(state: &State, req: Request<Incoming>) -> Answer {
             _,
             [
                 "healthz" | "rules" | "scenario" | "reset" | "exchanges" | "report" | "metrics"
-                | "ca.pem",
+                | "ca.pem" | "events",
             ],
         )
         | (_, ["rules", _, "enable" | "disable"]) => error(
@@ -85,7 +89,7 @@ fn healthz(state: &State) -> Answer {
     }
 }
 
-fn rules(state: &State) -> Value {
+pub(super) fn rules(state: &State) -> Value {
     let set = state.proxy.rules().load();
     let summary = state.proxy.recorder().summary();
     let rules: Vec<Value> = set
@@ -119,7 +123,10 @@ async fn put_rules(state: &State, req: Request<Incoming>) -> Answer {
         Err(answer) => return answer,
     };
     match crate::rules::watch::replace_from_text(state.proxy.rules(), &text, state.seed) {
-        Ok(count) => json_answer(StatusCode::OK, &json!({"rules": count})),
+        Ok(count) => {
+            state.proxy.rules_changed();
+            json_answer(StatusCode::OK, &json!({"rules": count}))
+        }
         Err(errors) => {
             let list: Vec<Value> = errors
                 .iter()
@@ -143,6 +150,7 @@ fn toggle(state: &State, name: &str, enabled: bool) -> Answer {
         return unknown_rule(&set, name);
     };
     rule.enabled.store(enabled, Ordering::SeqCst);
+    state.proxy.rules_changed();
     tracing::info!(
         "rule `{name}` {} through the admin API",
         if enabled { "enabled" } else { "disabled" }
@@ -180,6 +188,7 @@ async fn put_scenario(state: &State, req: Request<Incoming>) -> Answer {
     let set = state.proxy.rules().load();
     match set.set_scenario(Some(&name)) {
         Ok(()) => {
+            state.proxy.rules_changed();
             tracing::info!("scenario `{name}` switched on through the admin API");
             json_answer(StatusCode::OK, &json!({"scenario": name}))
         }
@@ -312,7 +321,7 @@ pub(crate) fn error(status: StatusCode, code: &str, detail: &str) -> Answer {
 
 fn json_answer(status: StatusCode, value: &impl serde::Serialize) -> Answer {
     let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
-    let mut res = Response::new(Full::new(Bytes::from(body)));
+    let mut res = Response::new(Full::new(Bytes::from(body)).boxed());
     *res.status_mut() = status;
     res.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -322,7 +331,7 @@ fn json_answer(status: StatusCode, value: &impl serde::Serialize) -> Answer {
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Answer {
-    let mut res = Response::new(Full::new(Bytes::from(body)));
+    let mut res = Response::new(Full::new(Bytes::from(body)).boxed());
     *res.status_mut() = status;
     res.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -362,11 +362,14 @@ where
             );
         }
         let paths = rule_paths(&args);
-        let reloader = Arc::new(crate::rules::watch::Reloader::new(
-            paths.clone(),
-            config.rules.load().seed(),
-            config.rules.clone(),
-        ));
+        let reloader = Arc::new(
+            crate::rules::watch::Reloader::new(
+                paths.clone(),
+                config.rules.load().seed(),
+                config.rules.clone(),
+            )
+            .notify(config.rule_changes.clone()),
+        );
         // Kept alive until shutdown: dropping it stops the watching.
         let _watch = if paths.is_empty() {
             None

@@ -53,6 +53,9 @@ pub struct Config {
     pub rules: Arc<ArcSwap<RuleSet>>,
     /// Where exchanges are recorded.
     pub record: record::Config,
+    /// Told of every change of the rules, their flags or the scenario
+    /// (admin API, file reload), for `GET /events`.
+    pub rule_changes: tokio::sync::broadcast::Sender<()>,
 }
 
 impl Config {
@@ -68,6 +71,7 @@ impl Config {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             rules: Arc::new(ArcSwap::from_pointee(RuleSet::empty(0))),
             record: record::Config::default(),
+            rule_changes: tokio::sync::broadcast::channel(64).0,
         }
     }
 }
@@ -310,6 +314,18 @@ impl Handle {
     /// The rules, swapped whole by reloads.
     pub fn rules(&self) -> &Arc<ArcSwap<RuleSet>> {
         &self.shared.config.rules
+    }
+
+    /// Tells `GET /events` subscribers that the rules, a flag or the
+    /// scenario changed.
+    pub fn rules_changed(&self) {
+        // No subscriber is no error.
+        let _ = self.shared.config.rule_changes.send(());
+    }
+
+    /// A receiver of rule changes.
+    pub fn follow_rules(&self) -> tokio::sync::broadcast::Receiver<()> {
+        self.shared.config.rule_changes.subscribe()
     }
 
     /// The recorder: live summary, recent exchanges, metrics.

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
 use super::{Config, Finished, Record};
@@ -36,12 +36,30 @@ const BATCH: usize = 256;
 pub const RING: usize = 10_000;
 
 /// What the recorder shares with the admin API while it runs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Live {
     summary: Mutex<Summary>,
     /// Locked before `summary` wherever both are held, so that a reset falls
     /// between two exchanges, never inside one.
     ring: Mutex<Ring>,
+    /// Each recorded exchange as it is recorded (`GET /events`); sent
+    /// while the ring is locked, so a subscriber that reads the ring under
+    /// the same lock misses and repeats nothing.
+    feed: broadcast::Sender<Arc<Record>>,
+}
+
+/// How far a `GET /events` subscriber may fall behind before it catches
+/// up from the ring instead.
+const FEED: usize = 1024;
+
+impl Default for Live {
+    fn default() -> Self {
+        Self {
+            summary: Mutex::default(),
+            ring: Mutex::default(),
+            feed: broadcast::channel(FEED).0,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -175,6 +193,15 @@ impl Recorder {
         let ring = lock(&self.live.ring);
         let start = ring.records.partition_point(|r| r.id <= since);
         ring.records.range(start..).take(limit).cloned().collect()
+    }
+
+    /// The exchanges after `since` still in memory, and a receiver of every
+    /// exchange recorded after them: nothing missed, nothing twice.
+    pub fn follow(&self, since: u64) -> (Vec<Arc<Record>>, broadcast::Receiver<Arc<Record>>) {
+        let ring = lock(&self.live.ring);
+        let start = ring.records.partition_point(|r| r.id <= since);
+        let kept = ring.records.range(start..).cloned().collect();
+        (kept, self.live.feed.subscribe())
     }
 
     /// The exchanges since the last reset that are still in memory (the
@@ -404,7 +431,10 @@ impl Worker {
         if ring.records.len() == RING {
             ring.records.pop_front();
         }
-        ring.records.push_back(Arc::new(record));
+        let record = Arc::new(record);
+        ring.records.push_back(record.clone());
+        // No subscriber is no error.
+        let _ = self.live.feed.send(record);
     }
 
     fn write_batch(&mut self, batch: u64) {

@@ -24,6 +24,7 @@ pub struct Reloader {
     target: Arc<ArcSwap<RuleSet>>,
     attempts: AtomicU64,
     reloads: AtomicU64,
+    changes: Option<tokio::sync::broadcast::Sender<()>>,
 }
 
 impl Reloader {
@@ -35,7 +36,15 @@ impl Reloader {
             target,
             attempts: AtomicU64::new(0),
             reloads: AtomicU64::new(0),
+            changes: None,
         }
+    }
+
+    /// Also tells `changes` of each successful reload.
+    #[must_use]
+    pub fn notify(mut self, changes: tokio::sync::broadcast::Sender<()>) -> Self {
+        self.changes = Some(changes);
+        self
     }
 
     /// Loads, checks and compiles the files; on success swaps them in,
@@ -50,6 +59,9 @@ impl Reloader {
             Ok(set) => {
                 let count = install(&self.target, set);
                 self.reloads.fetch_add(1, Ordering::SeqCst);
+                if let Some(changes) = &self.changes {
+                    let _ = changes.send(());
+                }
                 tracing::info!("rules reloaded: {count} rule(s)");
                 Ok(count)
             }

@@ -434,3 +434,158 @@ async fn metrics_parse_as_prometheus_text_and_count_what_the_recording_holds() {
         2.0
     );
 }
+
+/// One server-sent event.
+#[derive(Debug)]
+struct Event {
+    id: Option<u64>,
+    kind: String,
+    data: Value,
+}
+
+/// A `GET /events` stream, read event by event.
+struct Events {
+    res: reqwest::Response,
+    buf: String,
+}
+
+impl Events {
+    async fn open(api: &Api, last_event_id: Option<u64>, query: &str) -> Self {
+        let mut req = api.client.get(format!("{}/events{query}", api.base));
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id.to_string());
+        }
+        if let Some(token) = &api.token {
+            req = req.bearer_auth(token);
+        }
+        let res = req.send().await.expect("events answer");
+        assert_eq!(res.status().as_u16(), 200);
+        assert_eq!(
+            res.headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some("text/event-stream")
+        );
+        Self {
+            res,
+            buf: String::new(),
+        }
+    }
+
+    /// The next event with data (comments and `retry:` skipped).
+    async fn next(&mut self) -> Event {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let (mut id, mut kind, mut data) = (None, String::new(), String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id: ") {
+                        id = Some(v.parse().expect("numeric id"));
+                    } else if let Some(v) = line.strip_prefix("event: ") {
+                        kind = v.to_string();
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data.push_str(v);
+                    }
+                }
+                if !data.is_empty() {
+                    let data = serde_json::from_str(&data).expect("JSON data");
+                    return Event { id, kind, data };
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(GUARD, self.res.chunk())
+                .await
+                .expect("an event in time")
+                .expect("stream readable")
+                .expect("stream open");
+            self.buf
+                .push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+        }
+    }
+
+    /// The next `exchange` event, skipping `rules` events.
+    async fn exchange(&mut self) -> Event {
+        loop {
+            let event = self.next().await;
+            if event.kind == "exchange" {
+                return event;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn events_stream_exchanges_and_rule_changes_and_resume_after_last_event_id() {
+    let upstream = Upstream::http().await;
+    let mut proxy = TestProxy::start_with(&[], |config| config.rules = rules(ADMIN_RULES)).await;
+    let admin = proxy.admin(Some("adm-secret")).await;
+    let api = Api::new(&admin, Some("adm-secret"));
+    assert_eq!(
+        Api::new(&admin, None).call("GET", "/events", None).await.0,
+        401,
+        "the token guards the stream"
+    );
+    let client = proxy.client(Alpn::Both);
+
+    // The stream starts with the rules, then every exchange as recorded.
+    let mut events = Events::open(&api, None, "").await;
+    let first = events.next().await;
+    assert_eq!(first.kind, "rules");
+    assert_eq!(first.data["rules"][0]["name"], "strip-all");
+    for _ in 0..3 {
+        seen(&client, &upstream, None).await;
+    }
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let event = events.exchange().await;
+        assert_eq!(event.id, event.data["id"].as_u64(), "id: is the exchange's");
+        assert_eq!(event.data["method"], "GET");
+        assert_eq!(event.data["verdict"], "untouched");
+        ids.push(event.id.expect("id"));
+    }
+    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "{ids:?}");
+
+    // A rule or scenario change is an event too.
+    api.call("POST", "/rules/strip-all/enable", None).await;
+    let event = events.next().await;
+    assert_eq!(event.kind, "rules");
+    assert_eq!(event.data["rules"][0]["enabled"], true);
+    api.call("PUT", "/scenario", Some(r#"{"name":"rotated"}"#))
+        .await;
+    let event = events.next().await;
+    assert_eq!(
+        (event.kind.as_str(), &event.data["scenario"]),
+        ("rules", &json!("rotated"))
+    );
+    api.call("DELETE", "/scenario", None).await;
+    api.call("POST", "/rules/strip-all/disable", None).await;
+
+    // Cut after the second exchange; four more happen while away; the
+    // resumed stream gives exactly those after it, in order.
+    drop(events);
+    let resume_after = ids[1];
+    for _ in 0..4 {
+        seen(&client, &upstream, None).await;
+    }
+    let mut resumed = Events::open(&api, Some(resume_after), "").await;
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        got.push(resumed.exchange().await.id.expect("id"));
+    }
+    let expected: Vec<u64> = (resume_after + 1..=resume_after + 5).collect();
+    assert_eq!(got, expected, "none lost, none twice");
+    seen(&client, &upstream, None).await;
+    assert_eq!(
+        resumed.exchange().await.id,
+        Some(resume_after + 6),
+        "then live"
+    );
+
+    // ?since=0: everything in memory.
+    let mut all = Events::open(&api, None, "?since=0").await;
+    assert_eq!(all.exchange().await.id, Some(ids[0]));
+    let (status, body) = api.json("GET", "/events?since=x", None).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("bad_request")));
+    admin.stop().await;
+    proxy.stop().await;
+}
