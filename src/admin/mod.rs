@@ -6,6 +6,7 @@
 
 mod events;
 mod routes;
+mod ui;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -152,6 +153,9 @@ async fn accept(
 pub(crate) type Answer = Response<http_body_util::combinators::BoxBody<Bytes, Infallible>>;
 
 async fn handle(state: &Arc<State>, req: Request<Incoming>) -> Answer {
+    if req.method() == http::Method::GET && ui::is_asset(req.uri().path()) {
+        return ui::asset(req.uri().path());
+    }
     if req.uri().path() != "/healthz"
         && let Some(token) = &state.token
         && !token.admits(&req)

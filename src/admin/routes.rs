@@ -330,7 +330,7 @@ fn json_answer(status: StatusCode, value: &impl serde::Serialize) -> Answer {
     res
 }
 
-fn text(status: StatusCode, content_type: &'static str, body: String) -> Answer {
+pub(super) fn text(status: StatusCode, content_type: &'static str, body: String) -> Answer {
     let mut res = Response::new(Full::new(Bytes::from(body)).boxed());
     *res.status_mut() = status;
     res.headers_mut().insert(

@@ -13,3 +13,4 @@ mod perturb;
 mod record;
 mod static_binary;
 mod support;
+mod ui;
