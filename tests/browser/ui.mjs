@@ -17,6 +17,7 @@ const PROXY = new URL(env("PROXY_URL"));
 const UPSTREAM = env("UPSTREAM_URL");
 const CLOSED = env("CLOSED_URL");
 const JWT = env("JWT");
+const ADMIN_TOKEN = env("ADMIN_TOKEN");
 
 /** One request through the proxy (absolute-form); resolves to {status, body}. */
 function viaProxy(url, headers = {}) {
@@ -61,9 +62,19 @@ try {
   page.on("pageerror", (err) => problems.push(`page error: ${err.message}`));
   page.on("console", (msg) => { if (msg.type() === "error") problems.push(`console: ${msg.text()}`); });
 
-  step("the page loads and goes live");
+  step("the page loads, asks for the admin token once, and goes live");
   await page.goto(ADMIN);
+  await page.waitForSelector("#login:not([hidden])");
+  await page.getByLabel(/needs its token/).fill("not-the-token");
+  await page.click("#login button");
+  await page.waitForFunction(() => document.getElementById("login-error").textContent.includes("refused"));
+  await page.getByLabel(/needs its token/).fill(ADMIN_TOKEN);
+  await page.click("#login button");
   await page.waitForFunction(() => document.getElementById("status").textContent === "live");
+  // The browser logged the two refused calls (no token, wrong token); from
+  // here on, nothing may fail.
+  assert.equal(problems.length, 2, problems.join("\n"));
+  problems.length = 0;
   assert.equal(await page.title(), "authfault");
   await page.waitForSelector("#rules li");
 
@@ -140,6 +151,11 @@ try {
   await page.keyboard.press("Enter");
   assert.equal(await page.evaluate(() => document.activeElement.id), "detail");
 
+  step("the token is kept for the tab: a reload goes live without asking");
+  await page.reload();
+  await page.waitForFunction(() => document.getElementById("status").textContent === "live");
+  assert.equal(await page.isVisible("#login"), false);
+
   step("the raw token appears nowhere in the page");
   await page.locator(".row", { hasText: "/answer/401" }).first().click();
   const html = await page.content();
@@ -147,6 +163,7 @@ try {
   for (const part of [JWT, payload, signature]) {
     assert.ok(!html.includes(part), "a part of the raw token is in the DOM");
   }
+  assert.ok(!html.includes(ADMIN_TOKEN), "the admin token is in the DOM");
 
   if (process.env.SCREENSHOT) {
     await page.locator(".row", { hasText: "/answer/200" }).click();

@@ -57,7 +57,18 @@ async fn the_web_ui_shows_live_exchanges_switches_rules_and_diffs_claims_in_chro
     };
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("ui.yaml"), UI_RULES).expect("rules");
-    let proxy = BinProxy::spawn(&["--rules", "ui.yaml", "--record", "ui.jsonl"], dir.path()).await;
+    let proxy = BinProxy::spawn(
+        &[
+            "--rules",
+            "ui.yaml",
+            "--record",
+            "ui.jsonl",
+            "--admin-token",
+            "ui-admin-secret",
+        ],
+        dir.path(),
+    )
+    .await;
     let admin = proxy.admin.expect("admin");
 
     let screenshot = if std::env::var_os("AUTHFAULT_UPDATE_SCREENSHOT").is_some() {
@@ -75,6 +86,7 @@ async fn the_web_ui_shows_live_exchanges_switches_rules_and_diffs_claims_in_chro
         .env("UPSTREAM_URL", upstream.url("").trim_end_matches('/'))
         .env("CLOSED_URL", format!("http://{closed}"))
         .env("JWT", test_jwt(3600))
+        .env("ADMIN_TOKEN", "ui-admin-secret")
         .env("SCREENSHOT", &screenshot)
         .env("CHROMIUM", &chromium)
         .stdin(Stdio::null())
