@@ -94,9 +94,24 @@ pub struct RunArgs {
     /// Seconds to wait for an upstream's response headers before answering 504.
     #[arg(long, env = "AUTHFAULT_UPSTREAM_TIMEOUT", default_value = "30", value_name = "SECONDS", value_parser = seconds)]
     pub upstream_timeout: Duration,
+    /// Seconds to wait for a TCP connection to an upstream before answering 504.
+    #[arg(long, env = "AUTHFAULT_CONNECT_TIMEOUT", default_value = "10", value_name = "SECONDS", value_parser = positive_seconds)]
+    pub connect_timeout: Duration,
     /// Largest request header section in bytes; larger ones get 431.
     #[arg(long, env = "AUTHFAULT_MAX_HEADER_BYTES", default_value_t = proxy::DEFAULT_MAX_HEADER_BYTES, value_name = "BYTES")]
     pub max_header_bytes: usize,
+    /// Seconds a client has to send a request's whole header section; then its connection is closed.
+    #[arg(long, env = "AUTHFAULT_HEADER_TIMEOUT", default_value = "30", value_name = "SECONDS", value_parser = positive_seconds)]
+    pub header_timeout: Duration,
+    /// Seconds a client connection may move no bytes before it is closed (an exchange in flight finishes first).
+    #[arg(long, env = "AUTHFAULT_IDLE_TIMEOUT", default_value = "60", value_name = "SECONDS", value_parser = positive_seconds)]
+    pub idle_timeout: Duration,
+    /// Client connections served at once; more are answered 503.
+    #[arg(long, env = "AUTHFAULT_MAX_CONNECTIONS", default_value = "10000", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Concurrent HTTP/2 streams per client connection.
+    #[arg(long, env = "AUTHFAULT_MAX_STREAMS", default_value = "250", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams: u32,
     /// Rule file or folder of *.yaml (repeatable; default ./rules if it exists).
     #[arg(
         long = "rules",
@@ -183,8 +198,15 @@ pub fn proxy_config(args: &RunArgs, mode: Mode) -> anyhow::Result<proxy::Config>
     config.passthrough = passthrough;
     config.proxy_auth = proxy_auth;
     config.max_header_bytes = args.max_header_bytes;
+    config.limits = proxy::Limits {
+        header_timeout: args.header_timeout,
+        idle_timeout: args.idle_timeout,
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        max_streams: args.max_streams,
+    };
     config.upstream.is_insecure = args.insecure_upstream;
     config.upstream.timeout = args.upstream_timeout;
+    config.upstream.connect_timeout = args.connect_timeout;
     config.upstream.extra_roots = load_roots(&args.upstream_ca)?;
     Ok(config)
 }
@@ -537,6 +559,14 @@ impl StopSignals {
 }
 
 /// Parses a number of seconds (`10`, `0.5`).
+/// Seconds above zero: a zero timeout would close every connection.
+fn positive_seconds(value: &str) -> Result<Duration, String> {
+    match seconds(value)? {
+        Duration::ZERO => Err(format!("`{value}`: the timeout must be above 0 seconds")),
+        duration => Ok(duration),
+    }
+}
+
 pub(crate) fn seconds(value: &str) -> Result<Duration, String> {
     let secs: f64 = value
         .parse()

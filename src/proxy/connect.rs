@@ -24,8 +24,8 @@ use super::Shared;
 use super::body::Body;
 use super::error::ProxyError;
 use super::exchange::{self, Origin};
-use super::io::Prefixed;
-use super::listener::{HEADER_READ_TIMEOUT, drive};
+use super::io::{Prefixed, Watched};
+use super::listener::drive;
 use crate::record::Tap;
 
 /// How long to wait for the client's first bytes before deciding the stream
@@ -140,7 +140,7 @@ async fn intercept(
     tunnel: Arc<Tunnel>,
     client: SocketAddr,
 ) {
-    let io = match upgraded.downcast::<TokioIo<TcpStream>>() {
+    let io = match upgraded.downcast::<TokioIo<Watched<TcpStream>>>() {
         Ok(parts) => Prefixed::new(parts.read_buf, parts.io.into_inner()),
         Err(upgraded) => {
             // Only reachable if the plain listener served another IO type.
@@ -162,12 +162,12 @@ async fn intercept(
 
 /// The first byte the client sends, without consuming it; `None` when it
 /// sends nothing within `FIRST_BYTES_TIMEOUT` or closes.
-async fn first_byte(io: &Prefixed<TcpStream>) -> Option<u8> {
+async fn first_byte(io: &Prefixed<Watched<TcpStream>>) -> Option<u8> {
     if let Some(&byte) = io.prefix().first() {
         return Some(byte);
     }
     let mut buf = [0u8; 1];
-    match tokio::time::timeout(FIRST_BYTES_TIMEOUT, io.get_ref().peek(&mut buf)).await {
+    match tokio::time::timeout(FIRST_BYTES_TIMEOUT, io.get_ref().get_ref().peek(&mut buf)).await {
         Ok(Ok(1)) => Some(buf[0]),
         _ => None,
     }
@@ -175,10 +175,12 @@ async fn first_byte(io: &Prefixed<TcpStream>) -> Option<u8> {
 
 async fn terminate_tls(
     shared: &Arc<Shared>,
-    io: Prefixed<TcpStream>,
+    io: Prefixed<Watched<TcpStream>>,
     tunnel: &Arc<Tunnel>,
     client: SocketAddr,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let activity = io.get_ref().activity();
+    let idle = activity.idle_for(shared.config.limits.idle_timeout);
     let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
     let start = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor).await??;
     let name = start
@@ -203,16 +205,17 @@ async fn terminate_tls(
         let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
-            .max_header_list_size(header_list_limit(shared));
+            .max_header_list_size(header_list_limit(shared))
+            .max_concurrent_streams(shared.config.limits.max_streams);
         let conn = builder.serve_connection(io, service);
-        drive(conn, &shared.shutdown, |c| c.graceful_shutdown()).await?;
+        drive(conn, &shared.shutdown, idle, |c| c.graceful_shutdown()).await?;
     } else {
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT);
+            .header_read_timeout(shared.config.limits.header_timeout);
         let conn = builder.serve_connection(io, service).with_upgrades();
-        drive(conn, &shared.shutdown, |c| c.graceful_shutdown()).await?;
+        drive(conn, &shared.shutdown, idle, |c| c.graceful_shutdown()).await?;
     }
     Ok(())
 }

@@ -24,6 +24,11 @@ pub enum ProxyError {
         authority: String,
         timeout: Duration,
     },
+    #[error("cannot connect to {authority} within {}s; is it reachable? raise --connect-timeout if it is just slow", .timeout.as_secs_f64())]
+    ConnectTimeout {
+        authority: String,
+        timeout: Duration,
+    },
     #[error("the exchange with {authority} failed: {reason}")]
     UpstreamProtocol { authority: String, reason: String },
     #[error("{0}")]
@@ -50,7 +55,9 @@ impl ProxyError {
         match self {
             Self::UpstreamConnect { .. } => (StatusCode::BAD_GATEWAY, "upstream_connect"),
             Self::UpstreamTls { .. } => (StatusCode::BAD_GATEWAY, "upstream_tls"),
-            Self::UpstreamTimeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
+            Self::UpstreamTimeout { .. } | Self::ConnectTimeout { .. } => {
+                (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
+            }
             Self::UpstreamProtocol { .. } => (StatusCode::BAD_GATEWAY, "upstream_protocol"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::ProxyAuthRequired => (
@@ -89,8 +96,18 @@ impl ProxyError {
     }
 
     /// Classifies a failure of the upstream client.
-    pub fn from_upstream(authority: &str, err: &hyper_util::client::legacy::Error) -> Self {
+    pub fn from_upstream(
+        authority: &str,
+        err: &hyper_util::client::legacy::Error,
+        connect_timeout: Duration,
+    ) -> Self {
         let authority = authority.to_string();
+        if err.is_connect() && has_timed_out(err) {
+            return Self::ConnectTimeout {
+                authority,
+                timeout: connect_timeout,
+            };
+        }
         if let Some(tls) = find_rustls_error(err) {
             return Self::UpstreamTls {
                 authority,
@@ -104,6 +121,22 @@ impl ProxyError {
             Self::UpstreamProtocol { authority, reason }
         }
     }
+}
+
+/// Whether an `io::Error` of kind `TimedOut` is in the chain (the
+/// connector's connect timeout).
+fn has_timed_out(err: &(dyn StdError + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(err) = next {
+        if err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
 
 /// Finds a rustls error anywhere in a chain, also inside `io::Error`s, whose

@@ -16,10 +16,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use super::io::Watched;
 use super::{Shared, connect, exchange};
-
-/// A client must send its request headers within this time.
-pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Accepts until shutdown; each connection is served in its own task.
 pub(crate) async fn accept(shared: Arc<Shared>, listener: TcpListener) {
@@ -39,13 +37,53 @@ pub(crate) async fn accept(shared: Arc<Shared>, listener: TcpListener) {
             }
         };
         let _ = stream.set_nodelay(true);
-        shared.tasks.spawn(serve(shared.clone(), stream, client));
+        match shared.connections.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let stream = Watched::new(stream, permit);
+                shared.tasks.spawn(serve(shared.clone(), stream, client));
+            }
+            Err(_) => {
+                shared.tasks.spawn(turn_away(shared.clone(), stream, client));
+            }
+        }
     }
 }
 
+/// Answers a connection over `--max-connections` with 503 and closes it.
+async fn turn_away(shared: Arc<Shared>, mut stream: TcpStream, client: SocketAddr) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let limit = shared.config.limits.max_connections;
+    tracing::warn!(%client, "over --max-connections ({limit}): answered 503");
+    let detail = format!(
+        "authfault is serving its limit of {limit} client connections (--max-connections); retry later, or raise the limit"
+    );
+    let body = serde_json::json!({"error": "too_many_connections", "detail": detail}).to_string();
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n{}: too_many_connections\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+        super::error::ERROR_HEADER,
+        body.len()
+    );
+    // Read what the client sent first (briefly), so closing does not reset
+    // the connection before it reads the answer.
+    let mut request = [0u8; 8192];
+    let _ = tokio::time::timeout(TURN_AWAY_READ, stream.read(&mut request)).await;
+    let answer = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    if let Err(err) = tokio::time::timeout(TURN_AWAY_READ, answer).await {
+        tracing::debug!(%client, "503 not delivered: {err}");
+    }
+}
+
+/// How long a turned-away connection is read from and written to.
+const TURN_AWAY_READ: Duration = Duration::from_secs(1);
+
 /// Serves the plain connection: absolute-form requests and CONNECT.
-async fn serve(shared: Arc<Shared>, stream: TcpStream, client: SocketAddr) {
+async fn serve(shared: Arc<Shared>, stream: Watched<TcpStream>, client: SocketAddr) {
     let _open = super::Open::new(&shared);
+    let activity = stream.activity();
     let service = {
         let shared = shared.clone();
         service_fn(move |req: Request<Incoming>| {
@@ -63,27 +101,33 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream, client: SocketAddr) {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(shared.config.limits.header_timeout);
     let conn = builder
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
-    if let Err(err) = drive(conn, &shared.shutdown, |c| c.graceful_shutdown()).await {
+    let idle = activity.idle_for(shared.config.limits.idle_timeout);
+    if let Err(err) = drive(conn, &shared.shutdown, idle, |c| c.graceful_shutdown()).await {
         tracing::debug!(%client, "client connection ended: {err}");
     }
 }
 
-/// Runs a connection to its end; on shutdown, asks it to finish the
-/// exchange in flight and close.
+/// Runs a connection to its end; on shutdown, or once it has been `idle`,
+/// asks it to finish the exchange in flight and close.
 /// `drain` is the connection's own `graceful_shutdown`.
 pub(crate) async fn drive<C: Future>(
     conn: C,
     shutdown: &CancellationToken,
+    idle: impl Future<Output = ()>,
     drain: impl FnOnce(Pin<&mut C>),
 ) -> C::Output {
     let mut conn = pin!(conn);
     tokio::select! {
         res = conn.as_mut() => res,
         () = shutdown.cancelled() => {
+            drain(conn.as_mut());
+            conn.await
+        }
+        () = idle => {
             drain(conn.as_mut());
             conn.await
         }

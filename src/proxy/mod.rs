@@ -49,6 +49,8 @@ pub struct Config {
     pub proxy_auth: Option<ProxyAuth>,
     /// A request whose header section is larger gets 431.
     pub max_header_bytes: usize,
+    /// Time and count limits on client connections.
+    pub limits: Limits,
     /// The rules consulted for every exchange; swapped whole on reload.
     pub rules: Arc<ArcSwap<RuleSet>>,
     /// Where exchanges are recorded.
@@ -69,9 +71,38 @@ impl Config {
             upstream: upstream::Config::default(),
             proxy_auth: None,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            limits: Limits::default(),
             rules: Arc::new(ArcSwap::from_pointee(RuleSet::empty(0))),
             record: record::Config::default(),
             rule_changes: tokio::sync::broadcast::channel(64).0,
+        }
+    }
+}
+
+/// Limits on client connections, each with a flag (README, "Command line").
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// A client must send a request's whole header section within this
+    /// time, else its connection is closed (`--header-timeout`).
+    pub header_timeout: Duration,
+    /// A client connection that moved no bytes for this long is closed
+    /// once no exchange is in flight on it (`--idle-timeout`).
+    pub idle_timeout: Duration,
+    /// Client connections served at once; more are answered 503 and
+    /// closed (`--max-connections`).
+    pub max_connections: usize,
+    /// Concurrent HTTP/2 streams per client connection, advertised in
+    /// SETTINGS (`--max-streams`).
+    pub max_streams: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+            max_streams: 250,
         }
     }
 }
@@ -175,6 +206,8 @@ pub(crate) struct Shared {
     recorder: Arc<Recorder>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    /// One permit per client connection served (`--max-connections`).
+    connections: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
@@ -219,9 +252,16 @@ impl Proxy {
         let leaves = LeafCache::new(ca.clone(), provider)?;
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let recorder = Recorder::start(&config.record, metrics)?;
+        let connections = Arc::new(tokio::sync::Semaphore::new(
+            config
+                .limits
+                .max_connections
+                .min(tokio::sync::Semaphore::MAX_PERMITS),
+        ));
         let shared = Arc::new(Shared {
             config,
             local_addr,
+            connections,
             leaves,
             upstream,
             recorder,

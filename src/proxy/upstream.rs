@@ -33,6 +33,8 @@ pub struct Config {
     pub is_insecure: bool,
     /// Wait for the upstream's response headers at most this long.
     pub timeout: Duration,
+    /// Wait for a TCP connection to an upstream at most this long.
+    pub connect_timeout: Duration,
 }
 
 impl Default for Config {
@@ -41,6 +43,7 @@ impl Default for Config {
             extra_roots: Vec::new(),
             is_insecure: false,
             timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -54,6 +57,7 @@ pub struct Upstream {
     /// HTTP/1.1 only: a protocol switch (WebSocket) exists only there.
     upgrade_client: Client<Connector, Body>,
     timeout: Duration,
+    connect_timeout: Duration,
 }
 
 impl Upstream {
@@ -64,9 +68,10 @@ impl Upstream {
         // The connector sets ALPN: h2 and http/1.1, or http/1.1 alone.
         let upgrade_tls = tls.clone();
         Ok(Self {
-            client: pooled(connector(tls, true, config.timeout)),
-            upgrade_client: pooled(connector(upgrade_tls, false, config.timeout)),
+            client: pooled(connector(tls, true, config.connect_timeout)),
+            upgrade_client: pooled(connector(upgrade_tls, false, config.connect_timeout)),
             timeout: config.timeout,
+            connect_timeout: config.connect_timeout,
         })
     }
 
@@ -85,7 +90,11 @@ impl Upstream {
         };
         match tokio::time::timeout(self.timeout, client.request(req)).await {
             Ok(Ok(res)) => Ok(res),
-            Ok(Err(err)) => Err(ProxyError::from_upstream(authority, &err)),
+            Ok(Err(err)) => Err(ProxyError::from_upstream(
+                authority,
+                &err,
+                self.connect_timeout,
+            )),
             Err(_) => Err(ProxyError::UpstreamTimeout {
                 authority: authority.to_string(),
                 timeout: self.timeout,
@@ -97,11 +106,11 @@ impl Upstream {
     pub async fn connect_tcp(&self, host: &str, port: u16) -> Result<TcpStream, ProxyError> {
         let authority = format!("{host}:{port}");
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let stream = tokio::time::timeout(self.timeout, TcpStream::connect((host, port)))
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect((host, port)))
             .await
-            .map_err(|_| ProxyError::UpstreamTimeout {
+            .map_err(|_| ProxyError::ConnectTimeout {
                 authority: authority.clone(),
-                timeout: self.timeout,
+                timeout: self.connect_timeout,
             })?
             .map_err(|err| ProxyError::UpstreamConnect {
                 authority,
