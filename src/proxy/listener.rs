@@ -43,7 +43,9 @@ pub(crate) async fn accept(shared: Arc<Shared>, listener: TcpListener) {
                 shared.tasks.spawn(serve(shared.clone(), stream, client));
             }
             Err(_) => {
-                shared.tasks.spawn(turn_away(shared.clone(), stream, client));
+                shared
+                    .tasks
+                    .spawn(turn_away(shared.clone(), stream, client));
             }
         }
     }

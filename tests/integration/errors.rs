@@ -8,26 +8,6 @@ use tokio::net::TcpListener;
 
 use crate::support::*;
 
-/// Checks status, code and header of a proxy-made answer; returns `detail`.
-async fn assert_proxy_error(res: reqwest::Response, status: u16, code: &str) -> String {
-    assert_eq!(res.status(), status);
-    assert_eq!(
-        res.headers()
-            .get("x-authfault-error")
-            .map(|v| v.to_str().expect("ascii")),
-        Some(code)
-    );
-    assert_eq!(
-        res.headers()
-            .get("content-type")
-            .map(|v| v.to_str().expect("ascii")),
-        Some("application/json")
-    );
-    let json: serde_json::Value = res.json().await.expect("a JSON body");
-    assert_eq!(json["error"], code);
-    json["detail"].as_str().expect("a detail").to_string()
-}
-
 #[tokio::test]
 async fn an_upstream_that_is_down_gives_502_upstream_connect() {
     let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind");

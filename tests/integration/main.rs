@@ -9,6 +9,7 @@ mod errors;
 mod examples;
 mod exec;
 mod forward;
+mod limits;
 mod perturb;
 mod record;
 mod static_binary;

@@ -818,3 +818,23 @@ pub async fn raw_exchange(proxy: SocketAddr, request: &str) -> String {
         .expect("read");
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// Checks status, code and header of a proxy-made answer; returns `detail`.
+pub async fn assert_proxy_error(res: reqwest::Response, status: u16, code: &str) -> String {
+    assert_eq!(res.status(), status);
+    assert_eq!(
+        res.headers()
+            .get("x-authfault-error")
+            .map(|v| v.to_str().expect("ascii")),
+        Some(code)
+    );
+    assert_eq!(
+        res.headers()
+            .get("content-type")
+            .map(|v| v.to_str().expect("ascii")),
+        Some("application/json")
+    );
+    let json: serde_json::Value = res.json().await.expect("a JSON body");
+    assert_eq!(json["error"], code);
+    json["detail"].as_str().expect("a detail").to_string()
+}
