@@ -2,10 +2,12 @@
 //! streamed body from a peer, a small body the proxy made, or none. An enum
 //! rather than a boxed trait object: no allocation or dynamic call per frame.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
@@ -25,10 +27,46 @@ pub enum Body {
     Resumed(Option<Bytes>, Incoming),
     /// The first bytes of a body whose stream then failed: they are sent,
     /// then the error, so the client learns the body is incomplete.
-    Broken(Option<Bytes>, Option<hyper::Error>),
+    Broken(Option<Bytes>, Option<BodyError>),
     /// A streamed body whose bytes are counted as they pass (a request body
     /// when recording).
     Counted(Incoming, Arc<AtomicU64>),
+    /// A streamed body that fails when its sender stalls too long.
+    Guarded(Box<Guarded>),
+}
+
+/// Why a body ended before its end.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error(transparent)]
+    Hyper(#[from] hyper::Error),
+    #[error("{sender} sent no body bytes for {}s; the body is cut off", .after.as_secs_f64())]
+    Stalled {
+        sender: &'static str,
+        after: Duration,
+    },
+}
+
+impl crate::record::tap::BodyFailure for BodyError {
+    /// The recording's `error`: the upstream broke the body off, or went
+    /// silent past `--upstream-timeout`.
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Hyper(_) => "upstream_protocol",
+            Self::Stalled { .. } => "upstream_timeout",
+        }
+    }
+}
+
+/// A body whose sender must send something at least every `limit`.
+#[derive(Debug)]
+pub struct Guarded {
+    inner: Body,
+    limit: Duration,
+    sender: &'static str,
+    /// Armed while the inner body is pending.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    is_waiting: bool,
 }
 
 impl Body {
@@ -43,6 +81,62 @@ impl Body {
     }
 }
 
+impl Body {
+    /// The same body, failing when `sender` (named in the error) stalls for
+    /// `limit` mid-body. Bodies the proxy made pass as they are.
+    #[must_use]
+    pub fn guarded(self, limit: Duration, sender: &'static str) -> Self {
+        match self {
+            Self::Incoming(_) | Self::Counted(..) | Self::Resumed(..) => {
+                Self::Guarded(Box::new(Guarded {
+                    inner: self,
+                    limit,
+                    sender,
+                    timer: None,
+                    is_waiting: false,
+                }))
+            }
+            other => other,
+        }
+    }
+}
+
+impl Guarded {
+    fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                self.is_waiting = false;
+                Poll::Ready(frame)
+            }
+            Poll::Pending => {
+                if !self.is_waiting {
+                    self.is_waiting = true;
+                    let deadline = tokio::time::Instant::now() + self.limit;
+                    match &mut self.timer {
+                        Some(timer) => timer.as_mut().reset(deadline),
+                        None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                    }
+                }
+                let is_due = self
+                    .timer
+                    .as_mut()
+                    .is_some_and(|timer| timer.as_mut().poll(cx).is_ready());
+                if is_due {
+                    Poll::Ready(Some(Err(BodyError::Stalled {
+                        sender: self.sender,
+                        after: self.limit,
+                    })))
+                } else {
+                    Poll::Pending
+                }
+            }
+        }
+    }
+}
+
 impl From<Incoming> for Body {
     fn from(body: Incoming) -> Self {
         Self::Incoming(body)
@@ -51,20 +145,24 @@ impl From<Incoming> for Body {
 
 impl HttpBody for Body {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let hyper_frame = |polled: Poll<Option<Result<Frame<Bytes>, hyper::Error>>>| {
+            polled.map(|f| f.map(|r| r.map_err(BodyError::from)))
+        };
         match self.get_mut() {
             Self::Empty => Poll::Ready(None),
             Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Self::Incoming(body) => Pin::new(body).poll_frame(cx),
+            Self::Incoming(body) => hyper_frame(Pin::new(body).poll_frame(cx)),
             Self::Resumed(head, rest) => match head.take() {
                 Some(bytes) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
-                None => Pin::new(rest).poll_frame(cx),
+                None => hyper_frame(Pin::new(rest).poll_frame(cx)),
             },
+            Self::Guarded(guarded) => guarded.poll_frame(cx),
             Self::Broken(head, error) => match head.take() {
                 Some(bytes) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
                 None => Poll::Ready(error.take().map(Err)),
@@ -76,7 +174,7 @@ impl HttpBody for Body {
                 {
                     count.fetch_add(data.len() as u64, Ordering::Relaxed);
                 }
-                polled
+                hyper_frame(polled)
             }
         }
     }
@@ -88,6 +186,7 @@ impl HttpBody for Body {
             Self::Incoming(body) | Self::Counted(body, _) => body.is_end_stream(),
             Self::Resumed(head, rest) => head.is_none() && rest.is_end_stream(),
             Self::Broken(head, error) => head.is_none() && error.is_none(),
+            Self::Guarded(guarded) => guarded.inner.is_end_stream(),
         }
     }
 
@@ -97,6 +196,7 @@ impl HttpBody for Body {
             Self::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Self::Incoming(body) | Self::Counted(body, _) => body.size_hint(),
             Self::Broken(..) => SizeHint::new(),
+            Self::Guarded(guarded) => guarded.inner.size_hint(),
             Self::Resumed(head, rest) => {
                 let extra = head.as_ref().map_or(0, |b| b.len() as u64);
                 let inner = rest.size_hint();

@@ -69,6 +69,9 @@ pub(crate) async fn handle(
         }
         exchange.request_bytes = Some(count);
     }
+    // A client that stalls mid-upload does not hold the upstream forever.
+    let body = std::mem::replace(req.body_mut(), Body::Empty);
+    *req.body_mut() = body.guarded(shared.config.limits.idle_timeout, "the client");
 
     let authority = req.uri().authority().cloned();
     let authority_str = authority.as_ref().map_or("", |a| a.as_str());
@@ -99,7 +102,9 @@ pub(crate) async fn handle(
     let body = match token_ttl {
         Some(expires_in) => rewrite_token_ttl(&mut parts, body, expires_in).await,
         None => Body::Incoming(body),
-    };
+    }
+    // An upstream that stalls mid-body is cut off, and the client told.
+    .guarded(shared.config.upstream.timeout, "the upstream");
     exchange.status = Some(parts.status);
     tap(shared, Response::from_parts(parts, body), exchange).await
 }
@@ -288,7 +293,7 @@ async fn rewrite_token_ttl(
             }
             Some(Err(err)) => {
                 tracing::debug!("token_ttl: the upstream body broke off: {err}");
-                return Body::Broken((!read.is_empty()).then(|| read.freeze()), Some(err));
+                return Body::Broken((!read.is_empty()).then(|| read.freeze()), Some(err.into()));
             }
             None => break,
         }

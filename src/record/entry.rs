@@ -264,7 +264,7 @@ impl Record {
                     .map_or(0, |n| n.load(std::sync::atomic::Ordering::Relaxed)),
             },
             response,
-            error: exchange.error.map(str::to_string),
+            error: exchange.error.or(exchange.body_error).map(str::to_string),
             timing: Timing {
                 total_ms: millis(finished.elapsed),
                 upstream_ms: exchange.upstream_elapsed.map(millis),

@@ -72,6 +72,10 @@ pub struct Exchange {
     pub status: Option<StatusCode>,
     /// The code of an error the proxy answered itself (SPEC section 9).
     pub error: Option<&'static str>,
+    /// Why the response body ended early, when it did: `upstream_protocol`,
+    /// `upstream_timeout` (stalled) or `client_closed`. Recorded as `error`;
+    /// the verdict still judges the response the client got.
+    pub body_error: Option<&'static str>,
     /// The rule that owned the exchange and its action's name.
     pub rule: Option<(String, &'static str)>,
     /// Whether the owner's `when` held and its action was applied.
@@ -156,6 +160,7 @@ impl Exchange {
             upstream_elapsed: None,
             status: None,
             error: None,
+            body_error: None,
             rule: None,
             fired: false,
             scenario: None,

@@ -43,7 +43,24 @@ struct Open {
     bytes: u64,
 }
 
+/// The `error` of an exchange whose client left before the body's end.
+pub const CLIENT_CLOSED: &str = "client_closed";
+
+/// A body error's code for the recording's `error` field.
+pub trait BodyFailure {
+    fn code(&self) -> &'static str;
+}
+
 impl<B: Body> Tap<B> {
+    /// Notes why the body ended early, unless a reason is already known.
+    fn broke_off(&mut self, code: &'static str) {
+        if let Some(open) = &mut self.open
+            && open.exchange.body_error.is_none()
+        {
+            open.exchange.body_error = Some(code);
+        }
+    }
+
     /// Wraps `inner`; `exchange` goes to `recorder` exactly once, with the
     /// first `capture` bytes of the body.
     pub fn new(inner: B, exchange: Exchange, recorder: Arc<Recorder>, capture: usize) -> Self {
@@ -101,7 +118,7 @@ impl<B: Body> Tap<B> {
 impl<B> Tap<B>
 where
     B: Body<Data = Bytes> + Unpin,
-    B::Error: Unpin,
+    B::Error: Unpin + BodyFailure,
 {
     /// Takes what the body has ready now, without waiting for more. When
     /// that is the whole body (a small response arrives with its headers),
@@ -130,6 +147,7 @@ where
                 self.finish(true, true)
             }
             Poll::Ready(Some(Err(err))) => {
+                self.broke_off(err.code());
                 self.failed = Some(err);
                 self.finish(false, false);
                 return;
@@ -157,7 +175,7 @@ impl Open {
 impl<B> Body for Tap<B>
 where
     B: Body<Data = Bytes> + Unpin,
-    B::Error: Unpin,
+    B::Error: Unpin + BodyFailure,
 {
     type Data = Bytes;
     type Error = B::Error;
@@ -197,6 +215,7 @@ where
                 Poll::Ready(Some(Ok(frame)))
             }
             Some(Err(err)) => {
+                this.broke_off(err.code());
                 this.finish(false, false);
                 Poll::Ready(Some(Err(err)))
             }
@@ -240,6 +259,9 @@ impl<B: Body> Drop for Tap<B> {
         // Bodies hyper never polls (HEAD, 204, 304, empty) end here too; they
         // are complete when nothing more was due.
         let is_complete = self.inner.is_end_stream();
+        if !is_complete {
+            self.broke_off(CLIENT_CLOSED);
+        }
         self.finish(is_complete, false);
     }
 }
