@@ -8,6 +8,7 @@ mod connect;
 mod errors;
 mod examples;
 mod exec;
+mod faults;
 mod forward;
 mod limits;
 mod perturb;
