@@ -25,10 +25,14 @@
 //! `record::Tap`, which hands the exchange to the `record::Recorder` when
 //! the body ends.
 
+#![forbid(unsafe_code)]
+
 pub mod admin;
 pub mod cli;
 pub mod credential;
 pub mod exec;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod host;
 pub mod inspect;

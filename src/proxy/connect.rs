@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::uri::Authority;
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -105,31 +104,11 @@ fn refuse(req: &Request<Incoming>, client: SocketAddr, err: ProxyError) -> Respo
 }
 
 fn parse_target(req: &Request<Incoming>) -> Result<Tunnel, ProxyError> {
-    let bad = || {
-        ProxyError::BadRequest(format!(
-            "CONNECT needs a target of the form host:port, got `{}`",
-            req.uri()
-        ))
-    };
-    let authority = req.uri().authority().ok_or_else(bad)?;
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    if host.is_empty() {
-        return Err(bad());
-    }
-    let port = authority.port_u16().unwrap_or(443);
-    let authority = if port == 443 {
-        Authority::from_maybe_shared(Bytes::copy_from_slice(authority.host().as_bytes()))
-            .map_err(|_| bad())?
-    } else {
-        authority.clone()
-    };
+    let target = super::target::connect_target(req.uri())?;
     Ok(Tunnel {
-        host: host.into(),
-        port,
-        authority,
+        host: target.host,
+        port: target.port,
+        authority: target.authority,
     })
 }
 

@@ -355,23 +355,10 @@ fn target_uri<B>(shared: &Shared, req: &Request<B>, origin: &Origin) -> Result<U
         }
         Origin::Plain => {
             let uri = req.uri();
-            let Some(authority) = uri.authority() else {
+            let Some(target) = super::target::absolute_target(uri)? else {
                 return Err(origin_form_error(shared, req));
             };
-            let scheme = uri.scheme_str().unwrap_or("");
-            let default_port = match scheme {
-                "http" => 80,
-                "https" => 443,
-                _ => {
-                    return Err(ProxyError::BadRequest(format!(
-                        "cannot proxy the scheme `{scheme}`; only http:// and https:// URLs are forwarded"
-                    )));
-                }
-            };
-            if shared.is_self(
-                authority.host(),
-                authority.port_u16().unwrap_or(default_port),
-            ) {
+            if shared.is_self(target.host, target.port) {
                 return Err(ProxyError::LoopDetected);
             }
             Ok(uri.clone())

@@ -10,6 +10,7 @@ mod exchange;
 pub mod headers;
 mod io;
 mod listener;
+pub mod target;
 pub mod upstream;
 
 use std::net::{IpAddr, SocketAddr};

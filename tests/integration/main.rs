@@ -10,6 +10,7 @@ mod examples;
 mod exec;
 mod faults;
 mod forward;
+mod fuzz_regressions;
 mod limits;
 mod perturb;
 mod record;
