@@ -1,5 +1,7 @@
 //! The `authfault` binary: parse flags, start logging, run, exit.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::Parser;

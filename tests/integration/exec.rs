@@ -65,6 +65,59 @@ async fn run_logs_verdicts_prints_the_summary_and_no_output_holds_a_secret() {
         .bytes()
         .await
         .expect("body");
+    // An error the proxy answers itself, for a request carrying secrets.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let res = client
+        .get(format!("http://{closed}/x?access_token=query-secret-77"))
+        .bearer_auth("opaque-secret-99")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(res.status(), 502);
+    let error_body = res.text().await.expect("error body");
+
+    // What the admin API and the web UI's event stream show.
+    let admin = format!("http://{}", proxy.admin.expect("admin"));
+    let direct = direct_client();
+    let mut admin_outputs = Vec::new();
+    for path in [
+        "/exchanges",
+        "/report",
+        "/report?format=text",
+        "/report?format=junit",
+        "/report?format=har",
+        "/rules",
+    ] {
+        let text = direct
+            .get(format!("{admin}{path}"))
+            .send()
+            .await
+            .expect("admin answers")
+            .text()
+            .await
+            .expect("text");
+        admin_outputs.push((path, text));
+    }
+    let mut events = direct
+        .get(format!("{admin}/events?since=0"))
+        .send()
+        .await
+        .expect("events");
+    let mut stream = String::new();
+    while stream.matches("event: exchange").count() < 3 {
+        let chunk = tokio::time::timeout(GUARD, events.chunk())
+            .await
+            .expect("events in time")
+            .expect("readable")
+            .expect("open");
+        stream.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    admin_outputs.push(("/events", stream));
+    drop(events);
+
     proxy.signal("TERM");
     let (status, log, stdout) = proxy.wait_all().await;
     assert!(status.success(), "{log}");
@@ -75,13 +128,14 @@ async fn run_logs_verdicts_prints_the_summary_and_no_output_holds_a_secret() {
     );
     assert!(log.contains("verdict=untouched"), "{log}");
     assert!(
-        stdout.contains("2 exchange(s), 1 judged, 1 violation(s)"),
+        stdout.contains("3 exchange(s), 1 judged, 1 violation(s)"),
         "{stdout}"
     );
 
     let mut outputs = vec![
         ("log", log),
         ("summary", stdout),
+        ("error body", error_body),
         (
             "recording",
             std::fs::read_to_string(dir.path().join("rec.jsonl")).expect("recording"),
@@ -100,6 +154,9 @@ async fn run_logs_verdicts_prints_the_summary_and_no_output_holds_a_secret() {
             run_to_end(&["report", "rec.jsonl", "--format", format], dir.path()).await;
         assert_eq!(code, 3, "violations: exit 3 ({err})");
         outputs.push(("report", out));
+    }
+    for (path, text) in admin_outputs {
+        outputs.push((path, text));
     }
     for (name, text) in &outputs {
         for secret in [

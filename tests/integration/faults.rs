@@ -281,5 +281,12 @@ async fn a_client_that_leaves_mid_download_or_mid_upload_is_recorded_and_frees_t
         .filter(|r| r.url.ends_with("/read-upload"))
         .collect();
     assert_eq!(uploads.len(), 2, "both broken uploads are recorded");
-    assert!(uploads.iter().all(|r| r.response.status != 200));
+    for upload in &uploads {
+        assert_eq!(upload.response.status, 502, "{upload:?}");
+        assert_eq!(
+            upload.error.as_deref(),
+            Some("upstream_protocol"),
+            "{upload:?}"
+        );
+    }
 }
