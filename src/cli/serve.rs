@@ -364,6 +364,7 @@ where
     >,
 {
     let config = proxy_config(&args, mode)?;
+    raise_fd_limit(config.limits.max_connections);
     let admin_addr = admin_addr(&args, mode)?;
     let admin_token = match &args.admin_token {
         Some(token) => Some(
@@ -559,6 +560,29 @@ impl StopSignals {
 }
 
 /// Parses a number of seconds (`10`, `0.5`).
+/// Raises the soft limit on open files to the hard one: each client
+/// connection takes a descriptor (and its upstream, pooled, often another).
+/// Warns when even that is short of `--max-connections`.
+fn raise_fd_limit(max_connections: usize) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    let limit = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        hard
+    } else {
+        soft
+    };
+    let needed = u64::try_from(max_connections)
+        .unwrap_or(u64::MAX)
+        .saturating_add(64);
+    if limit < needed {
+        tracing::warn!(
+            "the open-file limit is {limit}, short of the {needed} that --max-connections {max_connections} can use; past it, new connections wait (raise `ulimit -n`, or lower --max-connections)"
+        );
+    }
+}
+
 /// Seconds above zero: a zero timeout would close every connection.
 fn positive_seconds(value: &str) -> Result<Duration, String> {
     match seconds(value)? {
