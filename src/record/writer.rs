@@ -427,7 +427,7 @@ impl Worker {
             }
         }
         let mut ring = lock(&self.live.ring);
-        lock(&self.live.summary).add(&record);
+        lock(&self.live.summary).add_listing(&record, crate::report::LIVE_VIOLATIONS);
         if ring.records.len() == RING {
             ring.records.pop_front();
         }

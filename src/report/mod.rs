@@ -53,7 +53,21 @@ pub struct RuleSummary {
     /// Counts of the verdicts that occurred.
     pub verdicts: IndexMap<Verdict, u64>,
     pub violations: Vec<Violation>,
+    /// Violations counted but not listed: a long-running proxy's live
+    /// summary lists the first `LIVE_VIOLATIONS` per rule (the recording
+    /// keeps them all, and `authfault report` lists them all).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub violations_not_listed: u64,
 }
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// How many violations per rule the live summary (`GET /report`, the
+/// summary `run` prints) lists; more are only counted, so that memory stays
+/// bounded however long the proxy runs.
+pub const LIVE_VIOLATIONS: usize = 1000;
 
 /// An exchange judged `bypassed`, `mismatch` or `error`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,8 +106,14 @@ impl Summary {
         summary
     }
 
-    /// Counts one more exchange.
+    /// Counts one more exchange, listing every violation.
     pub fn add(&mut self, record: &Record) {
+        self.add_listing(record, usize::MAX);
+    }
+
+    /// Counts one more exchange, listing at most `limit` violations per
+    /// rule.
+    pub fn add_listing(&mut self, record: &Record, limit: usize) {
         let verdict = record.verdict;
         self.exchanges += 1;
         *self.verdicts.entry(verdict).or_insert(0) += 1;
@@ -120,6 +140,7 @@ impl Summary {
                     fired: 0,
                     verdicts: IndexMap::new(),
                     violations: Vec::new(),
+                    violations_not_listed: 0,
                 });
                 let last = self.rules.len() - 1;
                 &mut self.rules[last]
@@ -132,7 +153,9 @@ impl Summary {
         *rule.verdicts.entry(verdict).or_insert(0) += 1;
         rule.verdicts
             .sort_by_cached_key(|v, _| VERDICTS.iter().position(|x| x == v));
-        if verdict.is_violation() {
+        if verdict.is_violation() && rule.violations.len() >= limit {
+            rule.violations_not_listed += 1;
+        } else if verdict.is_violation() {
             rule.violations.push(Violation {
                 id: record.id,
                 method: record.method.clone(),
@@ -243,4 +266,34 @@ pub fn read(paths: &[impl AsRef<Path>]) -> Result<(Vec<Record>, Vec<BadLine>), R
         }
     }
     Ok((records, bad))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bypassed(id: u64) -> Record {
+        let line = format!(
+            r#"{{"id":{id},"ts":"2026-11-28T00:00:00Z","client":"127.0.0.1:1","method":"GET","url":"http://a/","http_version":"HTTP/1.1","rule":"r","action":"expire","fired":true,"request":{{}},"response":{{"status":200}},"timing":{{"total_ms":1.0}},"verdict":"bypassed","reason":"status 200"}}"#
+        );
+        serde_json::from_str(&line).expect("a record")
+    }
+
+    #[test]
+    fn the_live_summary_lists_a_bounded_number_of_violations_and_counts_them_all() {
+        let mut live = Summary::default();
+        let mut full = Summary::default();
+        for id in 1..=5 {
+            live.add_listing(&bypassed(id), 2);
+            full.add(&bypassed(id));
+        }
+        assert_eq!(live.violations, 5);
+        assert_eq!(live.rules[0].violations.len(), 2);
+        assert_eq!(live.rules[0].violations_not_listed, 3);
+        assert_eq!(full.rules[0].violations.len(), 5);
+        assert_eq!(full.rules[0].violations_not_listed, 0);
+        assert!(text::render(&live, false).contains("and 3 more"));
+        let json = serde_json::to_value(&full).expect("json");
+        assert!(json["rules"][0].get("violations_not_listed").is_none());
+    }
 }

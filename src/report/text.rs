@@ -114,5 +114,12 @@ pub fn render(summary: &Summary, color: bool) -> String {
             v.reason
         );
     }
+    let not_listed: u64 = summary.rules.iter().map(|r| r.violations_not_listed).sum();
+    if not_listed > 0 {
+        let _ = writeln!(
+            out,
+            "  … and {not_listed} more (the recording has them all: authfault report RECORDING)"
+        );
+    }
     out
 }
