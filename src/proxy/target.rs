@@ -26,7 +26,7 @@ pub fn connect_target(uri: &Uri) -> Result<ConnectTarget, ProxyError> {
         ))
     };
     let authority = uri.authority().ok_or_else(bad)?;
-    if !is_valid_host(authority.host()) {
+    if !is_valid_authority(authority) {
         return Err(bad());
     }
     let host = authority
@@ -66,10 +66,9 @@ pub fn absolute_target(uri: &Uri) -> Result<Option<AbsoluteTarget<'_>>, ProxyErr
     let Some(authority) = uri.authority() else {
         return Ok(None);
     };
-    if !is_valid_host(authority.host()) {
+    if !is_valid_authority(authority) {
         return Err(ProxyError::BadRequest(format!(
-            "`{}` is not a host name or IP address",
-            authority.host()
+            "`{authority}` is not a host name or IP address with an optional port (user info is not forwarded)"
         )));
     }
     let scheme = uri.scheme_str().unwrap_or("");
@@ -88,16 +87,33 @@ pub fn absolute_target(uri: &Uri) -> Result<Option<AbsoluteTarget<'_>>, ProxyErr
     }))
 }
 
-/// A host name or IP address: not empty, and brackets only around a whole
-/// IPv6 literal. (The `http` crate's URI parser lets `j[:1]` through as a
-/// host; found by fuzzing, kept in fuzz/regressions/targets/.)
-fn is_valid_host(host: &str) -> bool {
-    match host.strip_prefix('[') {
+/// `host[:port]` with no user info, where the host is a DNS name, an IPv4
+/// address or a whole bracketed IPv6 literal. The `http` crate's URI parser
+/// is lenient: it lets `j[:1]:800` and `[z@tT%pTtp:t::!]:8` through as
+/// authorities (both found by fuzzing, kept in fuzz/regressions/targets/).
+fn is_valid_authority(authority: &Authority) -> bool {
+    if authority.as_str().contains('@') {
+        return false;
+    }
+    let host = authority.host();
+    let is_host = match host.strip_prefix('[') {
         Some(rest) => rest
             .strip_suffix(']')
             .is_some_and(|inner| inner.parse::<std::net::Ipv6Addr>().is_ok()),
-        None => !host.is_empty() && !host.contains(['[', ']']),
-    }
+        None => {
+            !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        }
+    };
+    // What follows the host is nothing or `:port`.
+    let rest = &authority.as_str()[host.len()..];
+    is_host
+        && (rest.is_empty()
+            || authority
+                .port_u16()
+                .is_some_and(|p| rest == format!(":{p}")))
 }
 
 #[cfg(test)]
@@ -133,6 +149,7 @@ mod tests {
             assert!(connect_target(&uri(text)).is_err(), "{text}");
         }
         assert!(absolute_target(&uri("http://j[:1]:800/ex")).is_err());
+        assert!(absolute_target(&uri("http://user:pw@example.com/")).is_err());
         assert!(absolute_target(&uri("http://[::1]:8080/x")).is_ok());
         assert!(matches!(absolute_target(&uri("/origin-form")), Ok(None)));
         assert!(absolute_target(&uri("ftp://example.com/")).is_err());
