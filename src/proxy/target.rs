@@ -107,13 +107,15 @@ fn is_valid_authority(authority: &Authority) -> bool {
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
         }
     };
-    // What follows the host is nothing or `:port`.
+    // What follows the host is nothing or `:port` (digits only).
     let rest = &authority.as_str()[host.len()..];
     is_host
         && (rest.is_empty()
-            || authority
-                .port_u16()
-                .is_some_and(|p| rest == format!(":{p}")))
+            || rest.strip_prefix(':').is_some_and(|digits| {
+                !digits.is_empty()
+                    && digits.bytes().all(|b| b.is_ascii_digit())
+                    && authority.port_u16().is_some()
+            }))
 }
 
 #[cfg(test)]
