@@ -48,6 +48,16 @@ impl Tally {
 
 type Shared = Arc<Mutex<Tally>>;
 
+/// Where each kind of request in the mix goes.
+struct Urls {
+    plain: String,
+    tls: String,
+    big: String,
+    perturb: String,
+    closed: String,
+    resetting: String,
+}
+
 fn lock(t: &Shared) -> std::sync::MutexGuard<'_, Tally> {
     t.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -288,63 +298,52 @@ async fn main() {
     let h2 = client(&proxy_url, &ca, true);
     let tally: Shared = Arc::default();
 
+    // The URLs of the mix, made once.
+    let urls = Arc::new(Urls {
+        plain: format!("http://{plain}/"),
+        tls: format!("https://localhost:{}/", tls.port()),
+        big: format!("https://localhost:{}/big", tls.port()),
+        perturb: format!("https://localhost:{}/perturb", tls.port()),
+        closed: format!("http://{closed}/"),
+        resetting: format!("http://{resetting}/"),
+    });
+
     // Warm up, then the baseline.
     for _ in 0..20 {
-        one(&tally, &h1, &format!("http://{plain}/"), None).await;
-        one(
-            &tally,
-            &h2,
-            &format!("https://localhost:{}/", tls.port()),
-            None,
-        )
-        .await;
+        one(&tally, &h1, &urls.plain, None).await;
+        one(&tally, &h2, &urls.tls, None).await;
     }
     let (rss_start, fds_start) = usage(pid);
     let token = jwt();
     let end = Instant::now() + Duration::from_secs(seconds);
     let mut workers = Vec::new();
     for worker in 0..12u32 {
-        let (tally, h1, h2, token) = (tally.clone(), h1.clone(), h2.clone(), token.clone());
+        let (tally, h1, h2, token, urls) = (
+            tally.clone(),
+            h1.clone(),
+            h2.clone(),
+            token.clone(),
+            urls.clone(),
+        );
         workers.push(tokio::spawn(async move {
             let mut i = 0u64;
             while Instant::now() < end {
                 i += 1;
                 match (worker % 6, i % 50) {
                     // Some failures and aborts in every worker's mix.
-                    (_, 0) => one(&tally, &h1, &format!("http://{closed}/"), None).await,
-                    (_, 25) => one(&tally, &h1, &format!("http://{resetting}/"), None).await,
+                    (_, 0) => one(&tally, &h1, &urls.closed, None).await,
+                    (_, 25) => one(&tally, &h1, &urls.resetting, None).await,
                     (_, 40) => {
                         // Starts a 1 MiB download through TLS and leaves.
-                        let url = format!("https://localhost:{}/big", tls.port());
-                        if let Ok(res) = h1.get(url).send().await {
-                            let mut stream = res;
-                            let _ = stream.chunk().await;
+                        if let Ok(mut res) = h1.get(&urls.big).send().await {
+                            let _ = res.chunk().await;
                         }
                         lock(&tally).aborted += 1;
                     }
-                    (0 | 1, _) => one(&tally, &h1, &format!("http://{plain}/"), None).await,
-                    (2, _) => {
-                        one(
-                            &tally,
-                            &h1,
-                            &format!("https://localhost:{}/", tls.port()),
-                            None,
-                        )
-                        .await;
-                    }
-                    (3 | 4, _) => {
-                        one(
-                            &tally,
-                            &h2,
-                            &format!("https://localhost:{}/", tls.port()),
-                            None,
-                        )
-                        .await;
-                    }
-                    _ => {
-                        let url = format!("https://localhost:{}/perturb", tls.port());
-                        one(&tally, &h2, &url, Some(&token)).await;
-                    }
+                    (0 | 1, _) => one(&tally, &h1, &urls.plain, None).await,
+                    (2, _) => one(&tally, &h1, &urls.tls, None).await,
+                    (3 | 4, _) => one(&tally, &h2, &urls.tls, None).await,
+                    _ => one(&tally, &h2, &urls.perturb, Some(&token)).await,
                 }
             }
         }));

@@ -87,11 +87,8 @@ async fn produce(state: Arc<State>, since: Option<u64>, tx: mpsc::Sender<Bytes>)
     {
         return;
     }
-    for record in kept {
-        last = record.id;
-        if tx.send(exchange_event(&record)).await.is_err() {
-            return;
-        }
+    if send_kept(&tx, kept, &mut last).await.is_err() {
+        return;
     }
     let mut keepalive = tokio::time::interval(KEEPALIVE);
     keepalive.tick().await;
@@ -108,11 +105,8 @@ async fn produce(state: Arc<State>, since: Option<u64>, tx: mpsc::Sender<Bytes>)
                     // Fell behind the feed: catch up from the ring.
                     let (kept, fresh) = recorder.follow(last);
                     feed = fresh;
-                    for record in kept {
-                        last = record.id;
-                        if tx.send(exchange_event(&record)).await.is_err() {
-                            return;
-                        }
+                    if send_kept(&tx, kept, &mut last).await.is_err() {
+                        return;
                     }
                     continue;
                 }
@@ -128,6 +122,20 @@ async fn produce(state: Arc<State>, since: Option<u64>, tx: mpsc::Sender<Bytes>)
             return;
         }
     }
+}
+
+/// Sends exchanges read from the ring, noting the last id sent; an error
+/// means the client went away.
+async fn send_kept(
+    tx: &mpsc::Sender<Bytes>,
+    kept: Vec<Arc<Record>>,
+    last: &mut u64,
+) -> Result<(), mpsc::error::SendError<Bytes>> {
+    for record in kept {
+        *last = record.id;
+        tx.send(exchange_event(&record)).await?;
+    }
+    Ok(())
 }
 
 fn exchange_event(record: &Record) -> Bytes {

@@ -233,11 +233,9 @@ fn report(state: &State, query: Option<&str>) -> Answer {
     let mut format = Format::Json;
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let parsed = match (key, value) {
-            ("format", "json") => Format::Json,
-            ("format", "text") => Format::Text,
-            ("format", "junit") => Format::Junit,
-            ("format", "har") => Format::Har,
+        // The same names as `authfault report --format`.
+        match (key, <Format as clap::ValueEnum>::from_str(value, false)) {
+            ("format", Ok(parsed)) => format = parsed,
             _ => {
                 return error(
                     StatusCode::BAD_REQUEST,
@@ -245,8 +243,7 @@ fn report(state: &State, query: Option<&str>) -> Answer {
                     &format!("`{key}={value}`: use format=json, text, junit or har"),
                 );
             }
-        };
-        format = parsed;
+        }
     }
     let recorder = state.proxy.recorder();
     let rendered = match format {

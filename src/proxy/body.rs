@@ -83,9 +83,13 @@ impl Body {
 
 impl Body {
     /// The same body, failing when `sender` (named in the error) stalls for
-    /// `limit` mid-body. Bodies the proxy made pass as they are.
+    /// `limit` mid-body. Bodies the proxy made, and streams already at their
+    /// end (a GET's), pass as they are: no timer, no allocation.
     #[must_use]
     pub fn guarded(self, limit: Duration, sender: &'static str) -> Self {
+        if self.is_end_stream() {
+            return self;
+        }
         match self {
             Self::Incoming(_) | Self::Counted(..) | Self::Resumed(..) => {
                 Self::Guarded(Box::new(Guarded {

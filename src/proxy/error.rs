@@ -41,6 +41,10 @@ pub enum ProxyError {
         "the request is addressed to authfault itself; send it to an upstream through the proxy instead"
     )]
     LoopDetected,
+    #[error(
+        "authfault is serving its limit of {limit} client connections (--max-connections); retry later, or raise the limit"
+    )]
+    TooManyConnections { limit: usize },
     #[error("{0}; fix the x-authfault-scenario header")]
     UnknownScenario(String),
     #[error("{0}; fix the x-authfault-rule header")]
@@ -69,6 +73,9 @@ impl ProxyError {
                 "headers_too_large",
             ),
             Self::LoopDetected => (StatusCode::LOOP_DETECTED, "loop_detected"),
+            Self::TooManyConnections { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "too_many_connections")
+            }
             Self::UnknownScenario(_) => (StatusCode::BAD_REQUEST, "unknown_scenario"),
             Self::UnknownRule(_) => (StatusCode::BAD_REQUEST, "unknown_rule"),
         }
@@ -86,6 +93,9 @@ impl ProxyError {
             HeaderValue::from_static("application/json"),
         );
         headers.insert(ERROR_HEADER, HeaderValue::from_static(code));
+        if matches!(self, Self::TooManyConnections { .. }) {
+            headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if matches!(self, Self::ProxyAuthRequired) {
             headers.insert(
                 http::header::PROXY_AUTHENTICATE,
@@ -126,17 +136,10 @@ impl ProxyError {
 /// Whether an `io::Error` of kind `TimedOut` is in the chain (the
 /// connector's connect timeout).
 fn has_timed_out(err: &(dyn StdError + 'static)) -> bool {
-    let mut next = Some(err);
-    while let Some(err) = next {
-        if err
-            .downcast_ref::<std::io::Error>()
+    std::iter::successors(Some(err), |&e| e.source()).any(|e| {
+        e.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-        {
-            return true;
-        }
-        next = err.source();
-    }
-    false
+    })
 }
 
 /// Finds a rustls error anywhere in a chain, also inside `io::Error`s, whose

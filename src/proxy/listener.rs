@@ -51,36 +51,28 @@ pub(crate) async fn accept(shared: Arc<Shared>, listener: TcpListener) {
     }
 }
 
-/// Answers a connection over `--max-connections` with 503 and closes it.
-async fn turn_away(shared: Arc<Shared>, mut stream: TcpStream, client: SocketAddr) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// Answers a connection over `--max-connections` with the proxy's JSON
+/// `503 too_many_connections` (its request read first, so the close does
+/// not reset it) and closes it.
+async fn turn_away(shared: Arc<Shared>, stream: TcpStream, client: SocketAddr) {
     let limit = shared.config.limits.max_connections;
     tracing::warn!(%client, "over --max-connections ({limit}): answered 503");
-    let detail = format!(
-        "authfault is serving its limit of {limit} client connections (--max-connections); retry later, or raise the limit"
-    );
-    let body = serde_json::json!({"error": "too_many_connections", "detail": detail}).to_string();
-    let head = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n{}: too_many_connections\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
-        super::error::ERROR_HEADER,
-        body.len()
-    );
-    // Read what the client sent first (briefly), so closing does not reset
-    // the connection before it reads the answer.
-    let mut request = [0u8; 8192];
-    let _ = tokio::time::timeout(TURN_AWAY_READ, stream.read(&mut request)).await;
-    let answer = async {
-        stream.write_all(head.as_bytes()).await?;
-        stream.write_all(body.as_bytes()).await?;
-        stream.shutdown().await
-    };
-    if let Err(err) = tokio::time::timeout(TURN_AWAY_READ, answer).await {
+    let service = service_fn(move |_req: Request<Incoming>| async move {
+        Ok::<_, Infallible>(super::error::ProxyError::TooManyConnections { limit }.to_response())
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(TURN_AWAY_TIME)
+        .keep_alive(false);
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    if let Err(err) = tokio::time::timeout(TURN_AWAY_TIME, conn).await {
         tracing::debug!(%client, "503 not delivered: {err}");
     }
 }
 
-/// How long a turned-away connection is read from and written to.
-const TURN_AWAY_READ: Duration = Duration::from_secs(1);
+/// How long a turned-away connection is served.
+const TURN_AWAY_TIME: Duration = Duration::from_secs(1);
 
 /// Serves the plain connection: absolute-form requests and CONNECT.
 async fn serve(shared: Arc<Shared>, stream: Watched<TcpStream>, client: SocketAddr) {
@@ -123,13 +115,15 @@ pub(crate) async fn drive<C: Future>(
     drain: impl FnOnce(Pin<&mut C>),
 ) -> C::Output {
     let mut conn = pin!(conn);
+    let stop = async {
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = idle => {}
+        }
+    };
     tokio::select! {
         res = conn.as_mut() => res,
-        () = shutdown.cancelled() => {
-            drain(conn.as_mut());
-            conn.await
-        }
-        () = idle => {
+        () = stop => {
             drain(conn.as_mut());
             conn.await
         }

@@ -69,6 +69,14 @@ struct Ring {
     reset_after: u64,
 }
 
+impl Ring {
+    /// The records with an id above `id`, oldest first.
+    fn after(&self, id: u64) -> impl Iterator<Item = &Arc<Record>> {
+        let start = self.records.partition_point(|r| r.id <= id);
+        self.records.range(start..)
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
@@ -190,26 +198,28 @@ impl Recorder {
     /// Recorded exchanges with an id above `since`, oldest first, at most
     /// `limit`, from the last `RING` in memory.
     pub fn exchanges(&self, since: u64, limit: usize) -> Vec<Arc<Record>> {
-        let ring = lock(&self.live.ring);
-        let start = ring.records.partition_point(|r| r.id <= since);
-        ring.records.range(start..).take(limit).cloned().collect()
+        lock(&self.live.ring)
+            .after(since)
+            .take(limit)
+            .cloned()
+            .collect()
     }
 
     /// The exchanges after `since` still in memory, and a receiver of every
     /// exchange recorded after them: nothing missed, nothing twice.
     pub fn follow(&self, since: u64) -> (Vec<Arc<Record>>, broadcast::Receiver<Arc<Record>>) {
         let ring = lock(&self.live.ring);
-        let start = ring.records.partition_point(|r| r.id <= since);
-        let kept = ring.records.range(start..).cloned().collect();
-        (kept, self.live.feed.subscribe())
+        (
+            ring.after(since).cloned().collect(),
+            self.live.feed.subscribe(),
+        )
     }
 
     /// The exchanges since the last reset that are still in memory (the
     /// last `RING`), oldest first.
     pub fn since_reset(&self) -> Vec<Arc<Record>> {
         let ring = lock(&self.live.ring);
-        let start = ring.records.partition_point(|r| r.id <= ring.reset_after);
-        ring.records.range(start..).cloned().collect()
+        ring.after(ring.reset_after).cloned().collect()
     }
 
     /// Exchanges finished but not yet recorded.

@@ -166,6 +166,7 @@ async fn connections_over_the_limit_get_503_and_a_freed_slot_serves_again() {
         "{answer}"
     );
     assert!(answer.contains("--max-connections"), "{answer}");
+    assert!(answer.contains("retry-after: 1"), "{answer}");
     drop(held_a);
     // The freed slot serves again (the proxy sees the close shortly).
     let mut served = false;
