@@ -1,10 +1,13 @@
 //! Logging to stderr, as text or JSON (`--log-format`): one line per
 //! exchange plus the proxy's own notices. `RUST_LOG` narrows or widens it.
 
-use std::io::IsTerminal;
+use std::cell::RefCell;
+use std::io::{IsTerminal, Write};
 use std::sync::OnceLock;
 
+use tracing_appender::non_blocking::NonBlocking;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 
 use crate::record::Record;
 use crate::record::entry::LogLine;
@@ -47,10 +50,11 @@ pub fn init(format: LogFormat) -> Guard {
             64 * 1024,
             std::io::stderr(),
         ));
+    let _ = LOG.set(writer.clone());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
+        .with_writer(Writer(writer))
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal());
     let _ = match format {
@@ -82,5 +86,72 @@ pub(crate) fn exchange(record: &Record) {
             complete = record.response.complete,
             "exchange"
         ),
+    }
+}
+
+thread_local! {
+    /// Lines a batching thread (the recorder) holds until `flush_held`.
+    static HELD: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+}
+
+/// From now on, this thread's log lines are held and written by
+/// `flush_held`, many in one `write`. The recorder logs a burst of exchange
+/// lines per batch; handing each to the log thread woke that thread once
+/// per line, a context switch per exchange on the proxy's CPU.
+pub(crate) fn hold_lines() {
+    HELD.with(|held| *held.borrow_mut() = Some(Vec::with_capacity(16 * 1024)));
+}
+
+/// Hands the lines this thread holds to the log thread as one message: one
+/// wake-up of that thread per batch, and a stderr nobody reads stalls the
+/// log thread, never this one (until the log queue fills, as for any line).
+pub(crate) fn flush_held() {
+    HELD.with(|held| {
+        if let Some(buf) = held.borrow_mut().as_mut()
+            && !buf.is_empty()
+        {
+            if let Some(log) = LOG.get() {
+                let _ = log.clone().write_all(buf);
+            }
+            buf.clear();
+        }
+    });
+}
+
+/// The log thread's queue, for `flush_held`.
+static LOG: OnceLock<NonBlocking> = OnceLock::new();
+
+/// The subscriber's writer: held lines on a batching thread, the log thread
+/// everywhere else.
+struct Writer(NonBlocking);
+
+impl<'a> MakeWriter<'a> for Writer {
+    type Writer = Line;
+
+    fn make_writer(&'a self) -> Line {
+        Line(self.0.clone())
+    }
+}
+
+struct Line(NonBlocking);
+
+impl Write for Line {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let is_held = HELD.with(|held| match held.borrow_mut().as_mut() {
+            Some(lines) => {
+                lines.extend_from_slice(buf);
+                true
+            }
+            None => false,
+        });
+        if is_held {
+            Ok(buf.len())
+        } else {
+            self.0.write(buf)
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
     }
 }

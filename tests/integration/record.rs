@@ -359,3 +359,35 @@ rules:
         format!("Bearer <redacted {}>", after.fingerprint)
     );
 }
+
+#[tokio::test]
+async fn a_stderr_nobody_reads_stalls_no_exchange_and_loses_no_line() {
+    // The test reads the proxy's stderr only when it exits: several pipe
+    // buffers' worth of exchange lines must queue up meanwhile, with every
+    // response still waiting only for its line in the recording.
+    let upstream = Upstream::http().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proxy = BinProxy::spawn(&["--record", "unread.jsonl"], dir.path()).await;
+    let client = client_via(&proxy.url(), "", Alpn::H1, None);
+    let marker = "x".repeat(300);
+    let requests = 1500;
+    for i in 0..requests {
+        let res = client
+            .get(upstream.url(&format!("/stderr-unread/{i}/{marker}")))
+            .send()
+            .await
+            .expect("the proxy answers while nobody reads its stderr");
+        assert_eq!(res.status(), 200);
+        res.bytes().await.expect("body");
+    }
+    proxy.signal("TERM");
+    let (status, log) = proxy.wait().await;
+    assert!(status.success(), "{log}");
+    let logged = log
+        .lines()
+        .filter(|l| l.contains("/stderr-unread/"))
+        .count();
+    assert_eq!(logged, requests, "one log line per exchange");
+    let recorded = std::fs::read_to_string(dir.path().join("unread.jsonl")).expect("recording");
+    assert_eq!(recorded.lines().count(), requests);
+}
