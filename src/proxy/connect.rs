@@ -185,7 +185,10 @@ async fn terminate_tls(
         builder
             .timer(TokioTimer::new())
             .max_header_list_size(header_list_limit(shared))
-            .max_concurrent_streams(shared.config.limits.max_streams);
+            .max_concurrent_streams(shared.config.limits.max_streams)
+            .initial_stream_window_size(super::upstream::H2_STREAM_WINDOW)
+            .initial_connection_window_size(super::upstream::H2_CONNECTION_WINDOW)
+            .max_frame_size(super::upstream::H2_MAX_FRAME);
         let conn = builder.serve_connection(io, service);
         drive(conn, &shared.shutdown, idle, |c| c.graceful_shutdown()).await?;
     } else {
