@@ -83,10 +83,20 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Vec<Row>> {
         });
     }
 
+    for is_tls in [false, true] {
+        rows.push(idle_connections(bench, is_tls).await?);
+    }
+    Ok(rows)
+}
+
+/// RSS with `--conns` client connections open, each after one request:
+/// plain keep-alive, or CONNECT + TLS.
+async fn idle_connections(bench: &Bench, is_tls: bool) -> anyhow::Result<Row> {
     let connections = bench.options.idle_connections;
     let proxy = bench.proxy("memory-conns", &[])?;
     let route = Route::proxied(proxy.addr, &bench.upstream, &proxy.ca_pem)?;
     route.https1().await?.get("/small").await?;
+    route.http1().await?.get("/small").await?;
     let before = proxy.rss()?;
     let mut open = Vec::with_capacity(connections);
     let mut pending = tokio::task::JoinSet::new();
@@ -95,7 +105,11 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Vec<Row>> {
         while started < connections && pending.len() < 64 {
             let route = route.clone();
             pending.spawn_local(async move {
-                let mut conn = route.https1().await?;
+                let mut conn = if is_tls {
+                    route.https1().await?
+                } else {
+                    route.http1().await?
+                };
                 conn.get("/small").await?;
                 anyhow::Ok(conn)
             });
@@ -108,15 +122,26 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Vec<Row>> {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let with = proxy.rss()?;
-    rows.push(Row {
-        what: format!("{connections} idle connections, RSS"),
+    drop(open);
+    Ok(Row {
+        what: format!(
+            "{connections} idle {} connections, RSS",
+            if is_tls {
+                "intercepted HTTPS"
+            } else {
+                "plain HTTP"
+            }
+        ),
         mib: mib(with),
         note: format!(
-            "each CONNECT + TLS + one request, then idle; {:.1} KiB per connection over {:.1} MiB",
+            "{}, one request each, then idle; {:.1} KiB per connection over {:.1} MiB",
+            if is_tls {
+                "CONNECT + TLS"
+            } else {
+                "keep-alive"
+            },
             with.saturating_sub(before) as f64 / 1024.0 / connections as f64,
             mib(before)
         ),
-    });
-    drop(open);
-    Ok(rows)
+    })
 }
