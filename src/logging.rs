@@ -50,11 +50,11 @@ pub fn init(format: LogFormat) -> Guard {
             64 * 1024,
             std::io::stderr(),
         ));
-    let _ = LOG.set(writer.clone());
+    let _ = LOG.set(writer);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(Writer(writer))
+        .with_writer(Writer)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal());
     let _ = match format {
@@ -118,22 +118,23 @@ pub(crate) fn flush_held() {
     });
 }
 
-/// The log thread's queue, for `flush_held`.
+/// The log thread's queue: every line goes there, one at a time from the
+/// subscriber or a batch at a time from `flush_held`.
 static LOG: OnceLock<NonBlocking> = OnceLock::new();
 
 /// The subscriber's writer: held lines on a batching thread, the log thread
 /// everywhere else.
-struct Writer(NonBlocking);
+struct Writer;
 
 impl<'a> MakeWriter<'a> for Writer {
     type Writer = Line;
 
     fn make_writer(&'a self) -> Line {
-        Line(self.0.clone())
+        Line
     }
 }
 
-struct Line(NonBlocking);
+struct Line;
 
 impl Write for Line {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -144,14 +145,13 @@ impl Write for Line {
             }
             None => false,
         });
-        if is_held {
-            Ok(buf.len())
-        } else {
-            self.0.write(buf)
+        match LOG.get() {
+            Some(log) if !is_held => log.clone().write(buf),
+            _ => Ok(buf.len()),
         }
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
+        Ok(())
     }
 }

@@ -123,23 +123,16 @@ async fn idle_connections(bench: &Bench, is_tls: bool) -> anyhow::Result<Row> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let with = proxy.rss()?;
     drop(open);
+    let (kind, how) = if is_tls {
+        ("intercepted HTTPS", "CONNECT + TLS")
+    } else {
+        ("plain HTTP", "keep-alive")
+    };
     Ok(Row {
-        what: format!(
-            "{connections} idle {} connections, RSS",
-            if is_tls {
-                "intercepted HTTPS"
-            } else {
-                "plain HTTP"
-            }
-        ),
+        what: format!("{connections} idle {kind} connections, RSS"),
         mib: mib(with),
         note: format!(
-            "{}, one request each, then idle; {:.1} KiB per connection over {:.1} MiB",
-            if is_tls {
-                "CONNECT + TLS"
-            } else {
-                "keep-alive"
-            },
+            "{how}, one request each, then idle; {:.1} KiB per connection over {:.1} MiB",
             with.saturating_sub(before) as f64 / 1024.0 / connections as f64,
             mib(before)
         ),

@@ -256,15 +256,17 @@ impl Masker {
         for secret in &self.secrets {
             let needle = secret.text.as_bytes();
             let finder = (out.len() >= FINDER_FROM).then(|| memmem::Finder::new(needle));
-            if find(&out, needle, finder.as_ref()).is_none() {
+            let mut next = find(&out, needle, finder.as_ref());
+            if next.is_none() {
                 continue;
             }
             let mut replaced = Vec::with_capacity(out.len());
             let mut rest: &[u8] = &out;
-            while let Some(at) = find(rest, needle, finder.as_ref()) {
+            while let Some(at) = next {
                 replaced.extend_from_slice(&rest[..at]);
                 replaced.extend_from_slice(secret.replacement.as_bytes());
                 rest = &rest[at + needle.len()..];
+                next = find(rest, needle, finder.as_ref());
             }
             replaced.extend_from_slice(rest);
             out = Cow::Owned(replaced);
