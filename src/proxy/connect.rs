@@ -152,14 +152,15 @@ async fn first_byte(io: &Prefixed<Watched<TcpStream>>) -> Option<u8> {
     }
 }
 
-async fn terminate_tls(
-    shared: &Arc<Shared>,
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// The handshake with the client: a leaf for the name it asked for (its
+/// SNI, else the CONNECT host).
+async fn accept_tls(
+    shared: &Shared,
     io: Prefixed<Watched<TcpStream>>,
-    tunnel: &Arc<Tunnel>,
-    client: SocketAddr,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let activity = io.get_ref().activity();
-    let idle = activity.idle_for(shared.config.limits.idle_timeout);
+    tunnel: &Tunnel,
+) -> Result<tokio_rustls::server::TlsStream<Prefixed<Watched<TcpStream>>>, Error> {
     let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
     let start = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor).await??;
     let name = start
@@ -167,7 +168,20 @@ async fn terminate_tls(
         .server_name()
         .map_or_else(|| tunnel.host.to_string(), str::to_owned);
     let config = shared.leaves.server_config(&name)?;
-    let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, start.into_stream(config)).await??;
+    Ok(tokio::time::timeout(HANDSHAKE_TIMEOUT, start.into_stream(config)).await??)
+}
+
+async fn terminate_tls(
+    shared: &Arc<Shared>,
+    io: Prefixed<Watched<TcpStream>>,
+    tunnel: &Arc<Tunnel>,
+    client: SocketAddr,
+) -> Result<(), Error> {
+    let activity = io.get_ref().activity();
+    let idle = activity.idle_for(shared.config.limits.idle_timeout);
+    // Boxed, so its state is freed once the handshake is done rather than
+    // held for the connection's life.
+    let tls = Box::pin(accept_tls(shared, io, tunnel)).await?;
     let is_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
 
     let origin = Origin::Tunnel(tunnel.clone());
@@ -189,14 +203,14 @@ async fn terminate_tls(
             .initial_stream_window_size(super::upstream::H2_STREAM_WINDOW)
             .initial_connection_window_size(super::upstream::H2_CONNECTION_WINDOW)
             .max_frame_size(super::upstream::H2_MAX_FRAME);
-        let conn = builder.serve_connection(io, service);
+        let conn = Box::pin(builder.serve_connection(io, service));
         drive(conn, &shared.shutdown, idle, |c| c.graceful_shutdown()).await?;
     } else {
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(shared.config.limits.header_timeout);
-        let conn = builder.serve_connection(io, service).with_upgrades();
+        let conn = Box::pin(builder.serve_connection(io, service).with_upgrades());
         drive(conn, &shared.shutdown, idle, |c| c.graceful_shutdown()).await?;
     }
     Ok(())

@@ -20,7 +20,18 @@ pub struct Prefixed<T> {
 impl<T> Prefixed<T> {
     /// Puts `prefix` back in front of `io`.
     pub fn new(prefix: Bytes, io: T) -> Self {
-        Self { prefix, io }
+        let mut this = Self { prefix, io };
+        this.release_if_read();
+        this
+    }
+
+    /// An empty `prefix` may still hold the buffer it was cut from (hyper
+    /// hands over the rest of its 8 KiB read buffer on upgrade): let it go,
+    /// or every idle intercepted connection keeps it for its whole life.
+    fn release_if_read(&mut self) {
+        if self.prefix.is_empty() {
+            self.prefix = Bytes::new();
+        }
     }
 
     /// The bytes not yet read again.
@@ -45,6 +56,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Prefixed<T> {
             let n = this.prefix.len().min(buf.remaining());
             buf.put_slice(&this.prefix[..n]);
             this.prefix.advance(n);
+            this.release_if_read();
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.io).poll_read(cx, buf)
