@@ -37,12 +37,16 @@ pub fn connect_target(uri: &Uri) -> Result<ConnectTarget, ProxyError> {
     if port == 0 {
         return Err(bad());
     }
-    let authority = if port == 443 {
-        Authority::from_maybe_shared(Bytes::copy_from_slice(authority.host().as_bytes()))
-            .map_err(|_| bad())?
+    // A copy, not a slice of the request: the tunnel keeps it for the
+    // connection's life, and a slice would keep hyper's whole 8 KiB read
+    // buffer of the CONNECT with it.
+    let kept = if port == 443 {
+        authority.host()
     } else {
-        authority.clone()
+        authority.as_str()
     };
+    let authority =
+        Authority::from_maybe_shared(Bytes::copy_from_slice(kept.as_bytes())).map_err(|_| bad())?;
     Ok(ConnectTarget {
         host: host.into(),
         port,
