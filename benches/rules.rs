@@ -119,5 +119,14 @@ fn resigning(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, evaluation, resigning);
+/// Decoding the bearer JWT: done for a rule that matches on it, for the
+/// action that rewrites it, and for the record of it.
+fn decoding(c: &mut Criterion) {
+    let token = token();
+    c.bench_function("jwt/decode", |b| {
+        b.iter(|| black_box(jwt::decode(black_box(&token)).is_ok()));
+    });
+}
+
+criterion_group!(benches, evaluation, resigning, decoding);
 criterion_main!(benches);
