@@ -78,10 +78,12 @@ try {
   assert.equal(await page.title(), "authfault");
   await page.waitForSelector("#rules li");
 
-  step("a request through the proxy appears in the table within a second");
+  // No reload: the row arrives over the live feed. No time limit either
+  // beyond playwright's default; a loaded CI machine is slow, not wrong.
+  step("a request through the proxy appears in the table without a reload");
   const first = `${UPSTREAM}/headers?first`;
   await viaProxy(first);
-  await page.waitForSelector(`.row span[title="${first}"]`, { timeout: 1000 });
+  await page.waitForSelector(`.row span[title="${first}"]`);
 
   step("toggling a rule on the page changes what the next request gets");
   const strip = page.getByLabel("strip-all", { exact: true });
