@@ -22,9 +22,12 @@ impl Fingerprint {
 
 impl fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use fmt::Write as _;
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         f.write_str("sha256:")?;
         for byte in self.0 {
-            write!(f, "{byte:02x}")?;
+            f.write_char(char::from(HEX[usize::from(byte >> 4)]))?;
+            f.write_char(char::from(HEX[usize::from(byte & 0xf)]))?;
         }
         Ok(())
     }

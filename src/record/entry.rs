@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::Finished;
 use super::redact::{self, Masker};
-use crate::credential::{Fingerprint, jwt};
+use crate::credential::jwt;
 use crate::verdict::{self, Verdict};
 
 /// One finished exchange as the recording keeps it.
@@ -216,11 +216,11 @@ impl Record {
         let place = exchange.credential.as_ref().map(|c| &c.place);
         let credential = exchange.credential.as_ref().map(|c| CredentialRecord {
             location: c.place.to_string(),
-            before: c.before.as_deref().map(|t| token_record(t, None)),
+            before: c.before.as_deref().map(|t| token_record(t, None, &masker)),
             after: c
                 .after
                 .as_deref()
-                .map(|t| token_record(t, Some(c.resigned))),
+                .map(|t| token_record(t, Some(c.resigned), &masker)),
         });
         let response_headers = exchange.response_headers.as_ref();
         let mut response = ResponseRecord {
@@ -343,10 +343,10 @@ fn keep(
     }
 }
 
-fn token_record(token: &str, resigned: Option<bool>) -> TokenRecord {
+fn token_record(token: &str, resigned: Option<bool>, masker: &Masker) -> TokenRecord {
     let claims = jwt::decode(token).ok().map(|jwt| jwt.claims);
     TokenRecord {
-        fingerprint: Fingerprint::of(token).to_string(),
+        fingerprint: masker.fingerprint(token).to_string(),
         kind: if claims.is_some() { "jwt" } else { "opaque" }.to_string(),
         claims,
         resigned,

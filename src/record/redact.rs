@@ -98,7 +98,11 @@ fn is_secret_name(name: &str) -> bool {
 /// `<redacted sha256:0b7d55e1c2a9>`: a secret's stand-in, which still lets a
 /// reader follow one token through a run.
 pub fn stand_in(secret: &str) -> String {
-    format!("<redacted {}>", Fingerprint::of(secret))
+    stand_in_for(Fingerprint::of(secret))
+}
+
+fn stand_in_for(fingerprint: Fingerprint) -> String {
+    format!("<redacted {fingerprint}>")
 }
 
 /// Recorded headers: credential headers (`authorization`,
@@ -127,9 +131,9 @@ pub fn headers(map: &HeaderMap, place: Option<&Place>, masker: &Masker) -> Heade
             // `credential`; the scheme stays readable.
             match text.split_once(' ') {
                 Some((scheme, token)) if is_schemed && !token.trim().is_empty() => {
-                    format!("{scheme} {}", stand_in(token.trim()))
+                    format!("{scheme} {}", masker.stand_in(token.trim()))
                 }
-                _ => stand_in(&text),
+                _ => masker.stand_in(&text),
             }
         };
         let mut values = map.get_all(name).iter();
@@ -151,6 +155,10 @@ pub fn headers(map: &HeaderMap, place: Option<&Place>, masker: &Masker) -> Heade
 /// bodies.
 pub struct Masker {
     secrets: Vec<Secret>,
+    /// Each token once, with its fingerprint: the record shows the same
+    /// tokens again (credential, `Authorization`), and hashing each anew
+    /// cost the recorder a SHA-256 per appearance.
+    known: Vec<(String, Fingerprint)>,
 }
 
 /// A token in one form and its stand-in.
@@ -212,20 +220,24 @@ impl Masker {
             }
         }
         let mut secrets: Vec<(String, String)> = Vec::new();
+        let mut known: Vec<(String, Fingerprint)> = Vec::new();
         for token in tokens {
             let token = token.trim();
-            if token.len() < MIN_SECRET {
+            // The forwarded `Authorization` usually holds `after` again.
+            if token.len() < MIN_SECRET || known.iter().any(|(t, _)| t == token) {
                 continue;
             }
-            let replacement = stand_in(token);
-            let encoded =
+            let fingerprint = Fingerprint::of(token);
+            let replacement = stand_in_for(fingerprint);
+            let encoded: String =
                 percent_encoding::utf8_percent_encode(token, percent_encoding::NON_ALPHANUMERIC)
-                    .to_string();
+                    .collect();
             for form in [token.to_string(), encoded] {
                 if !secrets.iter().any(|(s, _)| *s == form) {
                     secrets.push((form, replacement.clone()));
                 }
             }
+            known.push((token.to_string(), fingerprint));
         }
         // Longest first: a token that contains another is replaced whole.
         secrets.sort_by_key(|(secret, _)| std::cmp::Reverse(secret.len()));
@@ -233,7 +245,20 @@ impl Masker {
             .into_iter()
             .map(|(text, replacement)| Secret { text, replacement })
             .collect();
-        Self { secrets }
+        Self { secrets, known }
+    }
+
+    /// The fingerprint of `token`, hashed once per exchange.
+    pub fn fingerprint(&self, token: &str) -> Fingerprint {
+        self.known
+            .iter()
+            .find(|(t, _)| t == token)
+            .map_or_else(|| Fingerprint::of(token), |(_, f)| *f)
+    }
+
+    /// `stand_in(token)`, from the fingerprint already taken.
+    pub fn stand_in(&self, token: &str) -> String {
+        stand_in_for(self.fingerprint(token))
     }
 
     /// `text` with every token replaced by its stand-in.
@@ -352,6 +377,35 @@ mod tests {
             format!("x {} y", stand_in("tok-before-123"))
         );
         assert!(matches!(m.text("nothing here"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn a_token_seen_twice_is_hashed_once_and_stands_in_the_same_everywhere() {
+        // `after` again in the forwarded Authorization, as after an action.
+        let mut request = HeaderMap::new();
+        request.insert(
+            "authorization",
+            "Bearer tok-after-456".parse().expect("value"),
+        );
+        let m = Masker::new(
+            Some(&Credential {
+                place: Place::default(),
+                before: Some("tok-before-123".to_string()),
+                after: Some("tok-after-456".to_string()),
+                resigned: false,
+            }),
+            Some(&request),
+        );
+        assert_eq!(m.known.len(), 2, "each token once");
+        for token in ["tok-before-123", "tok-after-456", "never-seen-789"] {
+            assert_eq!(m.fingerprint(token), Fingerprint::of(token));
+            assert_eq!(m.stand_in(token), stand_in(token));
+        }
+        let recorded = headers(&request, Some(&Place::default()), &m);
+        assert_eq!(
+            recorded["authorization"],
+            HeaderValues::One(format!("Bearer {}", stand_in("tok-after-456")))
+        );
     }
 
     #[test]
