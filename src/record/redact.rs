@@ -146,7 +146,7 @@ pub fn headers(map: &HeaderMap, place: Option<&Place>, masker: &Masker) -> Heade
                 HeaderValues::Many(all)
             }
         };
-        out.push(name.as_str().to_string(), values);
+        out.push(name.as_str(), values);
     }
     out
 }
