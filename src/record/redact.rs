@@ -326,6 +326,12 @@ mod tests {
     use super::*;
 
     fn masker(before: &str, after: Option<&str>) -> Masker {
+        masker_with(before, after, None)
+    }
+
+    /// A masker for a rule's credential and, when given, the forwarded
+    /// request's headers.
+    fn masker_with(before: &str, after: Option<&str>, request: Option<&HeaderMap>) -> Masker {
         Masker::new(
             Some(&Credential {
                 place: Place::default(),
@@ -333,7 +339,7 @@ mod tests {
                 after: after.map(str::to_string),
                 resigned: false,
             }),
-            None,
+            request,
         )
     }
 
@@ -387,15 +393,7 @@ mod tests {
             "authorization",
             "Bearer tok-after-456".parse().expect("value"),
         );
-        let m = Masker::new(
-            Some(&Credential {
-                place: Place::default(),
-                before: Some("tok-before-123".to_string()),
-                after: Some("tok-after-456".to_string()),
-                resigned: false,
-            }),
-            Some(&request),
-        );
+        let m = masker_with("tok-before-123", Some("tok-after-456"), Some(&request));
         assert_eq!(m.known.len(), 2, "each token once");
         for token in ["tok-before-123", "tok-after-456", "never-seen-789"] {
             assert_eq!(m.fingerprint(token), Fingerprint::of(token));
