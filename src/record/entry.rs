@@ -93,7 +93,7 @@ impl Headers {
 
     /// Adds a header; the caller keeps names unique.
     pub fn push(&mut self, name: &str, values: HeaderValues) {
-        self.0.push((common_name(name), values));
+        self.0.push((common_name(Cow::Borrowed(name)), values));
     }
 
     /// The values of `name` (lowercase).
@@ -148,11 +148,12 @@ const COMMON_NAMES: [&str; 36] = [
     "x-request-id",
 ];
 
-/// `name`, borrowed from `COMMON_NAMES` when it is one of them.
-fn common_name(name: &str) -> Cow<'static, str> {
-    match COMMON_NAMES.binary_search(&name) {
+/// `name`, borrowed from `COMMON_NAMES` when it is one of them; otherwise
+/// owned, copied only if it was not already (a name read from a file).
+fn common_name(name: Cow<'_, str>) -> Cow<'static, str> {
+    match COMMON_NAMES.binary_search(&&*name) {
         Ok(at) => Cow::Borrowed(COMMON_NAMES[at]),
-        Err(_) => Cow::Owned(name.to_string()),
+        Err(_) => Cow::Owned(name.into_owned()),
     }
 }
 
@@ -184,7 +185,7 @@ impl<'de> Deserialize<'de> for Headers {
         let map = IndexMap::<String, HeaderValues>::deserialize(deserializer)?;
         Ok(Self(
             map.into_iter()
-                .map(|(name, values)| (common_name(&name), values))
+                .map(|(name, values)| (common_name(Cow::Owned(name)), values))
                 .collect(),
         ))
     }
@@ -491,9 +492,9 @@ mod tests {
             "sorted and unique, for the binary search"
         );
         for name in COMMON_NAMES {
-            assert!(matches!(common_name(name), Cow::Borrowed(n) if n == name));
+            assert!(matches!(common_name(Cow::Borrowed(name)), Cow::Borrowed(n) if n == name));
         }
-        assert!(matches!(common_name("x-tenant"), Cow::Owned(n) if n == "x-tenant"));
+        assert!(matches!(common_name(Cow::Borrowed("x-tenant")), Cow::Owned(n) if n == "x-tenant"));
         let mut headers = Headers::default();
         headers.push("content-type", HeaderValues::One("text/plain".into()));
         headers.push("x-tenant", HeaderValues::One("acme".into()));

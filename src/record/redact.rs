@@ -219,7 +219,7 @@ impl Masker {
                 );
             }
         }
-        let mut secrets: Vec<(String, String)> = Vec::new();
+        let mut secrets: Vec<Secret> = Vec::new();
         let mut known: Vec<(String, Fingerprint)> = Vec::new();
         for token in tokens {
             let token = token.trim();
@@ -232,19 +232,16 @@ impl Masker {
             let encoded: String =
                 percent_encoding::utf8_percent_encode(token, percent_encoding::NON_ALPHANUMERIC)
                     .collect();
-            for form in [token.to_string(), encoded] {
-                if !secrets.iter().any(|(s, _)| *s == form) {
-                    secrets.push((form, replacement.clone()));
+            for text in [token.to_string(), encoded] {
+                if !secrets.iter().any(|s| s.text == text) {
+                    let replacement = replacement.clone();
+                    secrets.push(Secret { text, replacement });
                 }
             }
             known.push((token.to_string(), fingerprint));
         }
         // Longest first: a token that contains another is replaced whole.
-        secrets.sort_by_key(|(secret, _)| std::cmp::Reverse(secret.len()));
-        let secrets = secrets
-            .into_iter()
-            .map(|(text, replacement)| Secret { text, replacement })
-            .collect();
+        secrets.sort_by_key(|secret| std::cmp::Reverse(secret.text.len()));
         Self { secrets, known }
     }
 

@@ -372,10 +372,14 @@ async fn a_stderr_nobody_reads_stalls_no_exchange_and_loses_no_line() {
     let marker = "x".repeat(300);
     let requests = 1500;
     for i in 0..requests {
-        let res = client
+        // A stall would hang here for ever; the generous bound turns it into
+        // a failure that says what happened (it is no speed target).
+        let sent = client
             .get(upstream.url(&format!("/stderr-unread/{i}/{marker}")))
-            .send()
+            .send();
+        let res = tokio::time::timeout(std::time::Duration::from_secs(60), sent)
             .await
+            .unwrap_or_else(|_| panic!("exchange {i} stalled: the unread stderr blocked it"))
             .expect("the proxy answers while nobody reads its stderr");
         assert_eq!(res.status(), 200);
         res.bytes().await.expect("body");
