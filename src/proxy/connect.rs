@@ -127,11 +127,10 @@ async fn intercept(
             return tunnel_after_connect(&shared, TokioIo::new(upgraded), &tunnel).await;
         }
     };
-    let is_tls = match first_byte(&io).await {
-        Some(byte) => byte == TLS_HANDSHAKE,
-        None => false,
-    };
-    if !is_tls {
+    // Taken and given back rather than borrowed: a borrowed local is kept
+    // in this task for the connection's life.
+    let (io, first) = first_byte(io).await;
+    if first != Some(TLS_HANDSHAKE) {
         return tunnel_after_connect(&shared, io, &tunnel).await;
     }
     if let Err(err) = terminate_tls(&shared, io, &tunnel, client).await {
@@ -141,15 +140,20 @@ async fn intercept(
 
 /// The first byte the client sends, without consuming it; `None` when it
 /// sends nothing within `FIRST_BYTES_TIMEOUT` or closes.
-async fn first_byte(io: &Prefixed<Watched<TcpStream>>) -> Option<u8> {
+async fn first_byte(
+    io: Prefixed<Watched<TcpStream>>,
+) -> (Prefixed<Watched<TcpStream>>, Option<u8>) {
     if let Some(&byte) = io.prefix().first() {
-        return Some(byte);
+        return (io, Some(byte));
     }
     let mut buf = [0u8; 1];
-    match tokio::time::timeout(FIRST_BYTES_TIMEOUT, io.get_ref().get_ref().peek(&mut buf)).await {
+    let peeked =
+        tokio::time::timeout(FIRST_BYTES_TIMEOUT, io.get_ref().get_ref().peek(&mut buf)).await;
+    let first = match peeked {
         Ok(Ok(1)) => Some(buf[0]),
         _ => None,
-    }
+    };
+    (io, first)
 }
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -178,42 +182,56 @@ async fn terminate_tls(
     client: SocketAddr,
 ) -> Result<(), Error> {
     let activity = io.get_ref().activity();
-    let idle = activity.idle_for(shared.config.limits.idle_timeout);
-    // Boxed, so its state is freed once the handshake is done rather than
-    // held for the connection's life.
-    let tls = Box::pin(accept_tls(shared, io, tunnel)).await?;
-    let is_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-
-    let origin = Origin::Tunnel(tunnel.clone());
-    let service = {
-        let shared = shared.clone();
-        service_fn(move |req: Request<Incoming>| {
+    // This task lives as long as the connection, idle or not, so what is
+    // only needed to set the connection up stays inside this block: a
+    // local in scope at the `drive` below would be kept in the task for
+    // the connection's life, even when moved out (the builders and the
+    // TLS stream were 1.6 KiB of each idle connection).
+    let conn = {
+        // Boxed, so the handshake's state is freed once it is done.
+        let tls = Box::pin(accept_tls(shared, io, tunnel)).await?;
+        let is_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        let origin = Origin::Tunnel(tunnel.clone());
+        let service = {
             let shared = shared.clone();
-            let origin = origin.clone();
-            async move { Ok::<_, Infallible>(exchange::handle(&shared, req, origin, client).await) }
-        })
+            service_fn(move |req: Request<Incoming>| {
+                let shared = shared.clone();
+                let origin = origin.clone();
+                async move { Ok::<_, Infallible>(exchange::handle(&shared, req, origin, client).await) }
+            })
+        };
+        let io = TokioIo::new(tls);
+        if is_h2 {
+            let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+            builder
+                .timer(TokioTimer::new())
+                .max_header_list_size(header_list_limit(shared))
+                .max_concurrent_streams(shared.config.limits.max_streams)
+                .initial_stream_window_size(super::upstream::H2_STREAM_WINDOW)
+                .initial_connection_window_size(super::upstream::H2_CONNECTION_WINDOW)
+                .max_frame_size(super::upstream::H2_MAX_FRAME);
+            Decrypted::H2(Box::pin(builder.serve_connection(io, service)))
+        } else {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(shared.config.limits.header_timeout);
+            Decrypted::H1(Box::pin(
+                builder.serve_connection(io, service).with_upgrades(),
+            ))
+        }
     };
-    let io = TokioIo::new(tls);
-    if is_h2 {
-        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        builder
-            .timer(TokioTimer::new())
-            .max_header_list_size(header_list_limit(shared))
-            .max_concurrent_streams(shared.config.limits.max_streams)
-            .initial_stream_window_size(super::upstream::H2_STREAM_WINDOW)
-            .initial_connection_window_size(super::upstream::H2_CONNECTION_WINDOW)
-            .max_frame_size(super::upstream::H2_MAX_FRAME);
-        let conn = Box::pin(builder.serve_connection(io, service));
-        drive(conn, &shared.shutdown, idle, |c| c.graceful_shutdown()).await?;
-    } else {
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(shared.config.limits.header_timeout);
-        let conn = Box::pin(builder.serve_connection(io, service).with_upgrades());
-        drive(conn, &shared.shutdown, idle, |c| c.graceful_shutdown()).await?;
+    match conn {
+        Decrypted::H2(conn) => drive(conn, shared, activity, |c| c.graceful_shutdown()).await?,
+        Decrypted::H1(conn) => drive(conn, shared, activity, |c| c.graceful_shutdown()).await?,
     }
     Ok(())
+}
+
+/// The decrypted stream's HTTP connection, as ALPN agreed.
+enum Decrypted<H2, H1> {
+    H2(H2),
+    H1(H1),
 }
 
 /// HTTP/2's own header limit sits above ours, so our 431 answers first.

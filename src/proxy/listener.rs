@@ -14,9 +14,8 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
 
-use super::io::Watched;
+use super::io::{Activity, Watched};
 use super::{Shared, connect, exchange};
 
 /// Accepts until shutdown; each connection is served in its own task.
@@ -78,31 +77,34 @@ const TURN_AWAY_TIME: Duration = Duration::from_secs(1);
 async fn serve(shared: Arc<Shared>, stream: Watched<TcpStream>, client: SocketAddr) {
     let _open = super::Open::new(&shared);
     let activity = stream.activity();
-    let service = {
-        let shared = shared.clone();
-        service_fn(move |req: Request<Incoming>| {
+    // Set-up stays in this block, so that nothing but the connection is
+    // kept in the task while it is served (see `terminate_tls`).
+    let conn = {
+        let service = {
             let shared = shared.clone();
-            async move {
-                let res = if req.method() == Method::CONNECT {
-                    connect::handle(&shared, req, client).await
-                } else {
-                    exchange::handle(&shared, req, exchange::Origin::Plain, client).await
-                };
-                Ok::<_, Infallible>(res)
-            }
-        })
-    };
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(shared.config.limits.header_timeout);
-    let conn = Box::pin(
+            service_fn(move |req: Request<Incoming>| {
+                let shared = shared.clone();
+                async move {
+                    let res = if req.method() == Method::CONNECT {
+                        connect::handle(&shared, req, client).await
+                    } else {
+                        exchange::handle(&shared, req, exchange::Origin::Plain, client).await
+                    };
+                    Ok::<_, Infallible>(res)
+                }
+            })
+        };
+        let mut builder = hyper::server::conn::http1::Builder::new();
         builder
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades(),
-    );
-    let idle = activity.idle_for(shared.config.limits.idle_timeout);
-    if let Err(err) = drive(conn, &shared.shutdown, idle, |c| c.graceful_shutdown()).await {
+            .timer(TokioTimer::new())
+            .header_read_timeout(shared.config.limits.header_timeout);
+        Box::pin(
+            builder
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades(),
+        )
+    };
+    if let Err(err) = drive(conn, &shared, activity, |c| c.graceful_shutdown()).await {
         tracing::debug!(%client, "client connection ended: {err}");
     }
 }
@@ -114,23 +116,20 @@ async fn serve(shared: Arc<Shared>, stream: Watched<TcpStream>, client: SocketAd
 /// The connection comes boxed: held inline, hyper's connection state sits
 /// in every future that awaits this one, once as an argument and once as a
 /// local, and the intercepting task grew to 30 KiB per connection.
+///
+/// The watchdogs are made here rather than passed in, so that each is held
+/// once, in the `select!` (passed in, an idle timer was kept three times).
 pub(crate) async fn drive<C: Future>(
     mut conn: Pin<Box<C>>,
-    shutdown: &CancellationToken,
-    idle: impl Future<Output = ()>,
+    shared: &Shared,
+    activity: Activity,
     drain: impl FnOnce(Pin<&mut C>),
 ) -> C::Output {
-    let stop = async {
-        tokio::select! {
-            () = shutdown.cancelled() => {}
-            () = idle => {}
-        }
-    };
     tokio::select! {
-        res = conn.as_mut() => res,
-        () = stop => {
-            drain(conn.as_mut());
-            conn.await
-        }
+        res = conn.as_mut() => return res,
+        () = shared.shutdown.cancelled() => {}
+        () = activity.idle_for(shared.config.limits.idle_timeout) => {}
     }
+    drain(conn.as_mut());
+    conn.await
 }
