@@ -46,6 +46,11 @@ const LINGER: Duration = Duration::from_millis(1);
 /// file stays the record.
 pub const RING: usize = 10_000;
 
+/// ...and what they may weigh together. With 64 KiB of body kept per
+/// exchange, 10,000 of them would hold 640 MiB (more as base64); the oldest
+/// go first once the ring passes this.
+pub const RING_BYTES: usize = 64 * 1024 * 1024;
+
 /// What the recorder shares with the admin API while it runs.
 #[derive(Debug)]
 struct Live {
@@ -73,19 +78,73 @@ impl Default for Live {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Ring {
     records: VecDeque<Arc<Record>>,
+    /// What `records` weigh (`weight`).
+    bytes: usize,
+    /// At most `RING` records, and at most this many bytes of them.
+    budget: usize,
     /// The last id before the latest `POST /reset`.
     reset_after: u64,
 }
 
+impl Default for Ring {
+    fn default() -> Self {
+        Self::with_budget(RING_BYTES)
+    }
+}
+
 impl Ring {
+    fn with_budget(budget: usize) -> Self {
+        Self {
+            records: VecDeque::new(),
+            bytes: 0,
+            budget,
+            reset_after: 0,
+        }
+    }
+
+    /// Keeps `record`, dropping the oldest while there are more than
+    /// `RING` or they weigh more than the budget (the newest is always
+    /// kept).
+    fn push(&mut self, record: Arc<Record>) {
+        let added = weight(&record);
+        while !self.records.is_empty()
+            && (self.records.len() >= RING || self.bytes + added > self.budget)
+        {
+            if let Some(old) = self.records.pop_front() {
+                // Kept records do not change: the weight pushed is the weight now.
+                self.bytes -= weight(&old);
+            }
+        }
+        self.bytes += added;
+        self.records.push_back(record);
+    }
+
     /// The records with an id above `id`, oldest first.
     fn after(&self, id: u64) -> impl Iterator<Item = &Arc<Record>> {
         let start = self.records.partition_point(|r| r.id <= id);
         self.records.range(start..)
     }
+}
+
+/// About what a record holds in memory: itself and its text. Bodies are
+/// what matter; the rest keeps small records from counting as free.
+fn weight(record: &Record) -> usize {
+    let headers = |h: &super::entry::Headers| {
+        h.iter()
+            .map(|(name, values)| name.len() + values.iter().map(str::len).sum::<usize>())
+            .sum::<usize>()
+    };
+    let response = &record.response;
+    std::mem::size_of::<Record>()
+        + record.url.len()
+        + record.reason.len()
+        + headers(&record.request.headers)
+        + headers(&response.headers)
+        + response.body.as_ref().map_or(0, String::len)
+        + response.body_base64.as_ref().map_or(0, String::len)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -207,7 +266,7 @@ impl Recorder {
     }
 
     /// Recorded exchanges with an id above `since`, oldest first, at most
-    /// `limit`, from the last `RING` in memory.
+    /// `limit`, from those in memory (the last `RING`, `RING_BYTES`).
     pub fn exchanges(&self, since: u64, limit: usize) -> Vec<Arc<Record>> {
         lock(&self.live.ring)
             .after(since)
@@ -227,7 +286,7 @@ impl Recorder {
     }
 
     /// The exchanges since the last reset that are still in memory (the
-    /// last `RING`), oldest first.
+    /// last `RING`, `RING_BYTES`), oldest first.
     pub fn since_reset(&self) -> Vec<Arc<Record>> {
         let ring = lock(&self.live.ring);
         ring.after(ring.reset_after).cloned().collect()
@@ -457,11 +516,8 @@ impl Worker {
         }
         let mut ring = lock(&self.live.ring);
         lock(&self.live.summary).add_listing(&record, crate::report::LIVE_VIOLATIONS);
-        if ring.records.len() == RING {
-            ring.records.pop_front();
-        }
         let record = Arc::new(record);
-        ring.records.push_back(record.clone());
+        ring.push(record.clone());
         // No subscriber is no error.
         let _ = self.live.feed.send(record);
     }
@@ -515,6 +571,54 @@ mod tests {
             elapsed: std::time::Duration::from_millis(1),
             body: Bytes::new(),
         }
+    }
+
+    /// The record of exchange `id` with `body` bytes of response body kept.
+    fn record_with_body(id: u64, body: usize) -> Arc<Record> {
+        let mut finished = finished(id);
+        finished.body = Bytes::from(vec![b'x'; body]);
+        finished.end.bytes = body as u64;
+        Arc::new(Record::build(&finished, id, true))
+    }
+
+    #[test]
+    fn the_ring_drops_the_oldest_once_its_records_pass_the_byte_budget() {
+        let one = weight(&record_with_body(1, 10_000));
+        assert!(one > 10_000, "a kept body counts in the weight");
+        let mut ring = Ring::with_budget(3 * one + one / 2);
+        for id in 1..=10 {
+            ring.push(record_with_body(id, 10_000));
+        }
+        let ids: Vec<u64> = ring.records.iter().map(|r| r.id).collect();
+        assert_eq!(ids, [8, 9, 10], "the newest that fit, oldest first");
+        let held: usize = ring.records.iter().map(|r| weight(r)).sum();
+        assert_eq!(ring.bytes, held);
+        assert!(ring.bytes <= ring.budget);
+    }
+
+    #[test]
+    fn a_record_heavier_than_the_whole_budget_is_still_kept_alone() {
+        let mut ring = Ring::with_budget(1_000);
+        ring.push(record_with_body(1, 10));
+        ring.push(record_with_body(2, 5_000));
+        let ids: Vec<u64> = ring.records.iter().map(|r| r.id).collect();
+        assert_eq!(ids, [2]);
+        assert_eq!(ring.bytes, weight(&ring.records[0]));
+    }
+
+    #[test]
+    fn the_ring_keeps_at_most_ring_records_however_light() {
+        let base = record_with_body(1, 0);
+        let mut ring = Ring::default();
+        for id in 1..=(RING as u64 + 5) {
+            ring.push(Arc::new(Record {
+                id,
+                ..(*base).clone()
+            }));
+        }
+        assert_eq!(ring.records.len(), RING);
+        assert_eq!(ring.records.front().map(|r| r.id), Some(6));
+        assert_eq!(ring.bytes, RING * weight(&base));
     }
 
     fn recording_to(path: &Path) -> Arc<Recorder> {
