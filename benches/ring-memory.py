@@ -14,10 +14,20 @@ srv = S(("127.0.0.1", 0), H); threading.Thread(target=srv.serve_forever, daemon=
 up = srv.server_address[1]
 binary, n = sys.argv[1], int(sys.argv[2])
 d = tempfile.mkdtemp()
-p = subprocess.Popen([binary, "run", "--listen", "127.0.0.1:39121", "--admin", "off", "--ca-dir", d,
+with socketserver.TCPServer(("127.0.0.1", 0), None) as probe:  # a free port for the proxy
+    port = probe.server_address[1]
+p = subprocess.Popen([binary, "run", "--listen", f"127.0.0.1:{port}", "--admin", "off", "--ca-dir", d,
                       "--record", os.path.join(d, "r.jsonl")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-time.sleep(1.5)
-c = http.client.HTTPConnection("127.0.0.1", 39121)
+import socket
+for _ in range(300):  # until the proxy listens (30 s at most)
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        break
+    except OSError:
+        time.sleep(0.1)
+else:
+    sys.exit("the proxy did not start listening")
+c = http.client.HTTPConnection("127.0.0.1", port)
 for i in range(n):
     c.request("GET", f"http://127.0.0.1:{up}/{i}"); r = c.getresponse(); r.read(); assert r.status == 200
     if (i + 1) % (n // 4) == 0:
