@@ -340,19 +340,21 @@ mod tests {
         )
     }
 
+    /// A forwarded request's headers.
+    fn request_with(headers: &[(&'static str, &str)]) -> HeaderMap {
+        let mut request = HeaderMap::new();
+        for (name, value) in headers {
+            request.insert(*name, value.parse().expect("value"));
+        }
+        request
+    }
+
     #[test]
     fn without_a_rule_the_requests_own_credentials_are_masked() {
-        let mut request = HeaderMap::new();
-        request.insert(
-            "authorization",
-            "Bearer bearer-secret-1".parse().expect("value"),
-        );
-        request.insert(
-            "cookie",
-            "theme=dark; session=cookie-secret-2"
-                .parse()
-                .expect("value"),
-        );
+        let request = request_with(&[
+            ("authorization", "Bearer bearer-secret-1"),
+            ("cookie", "theme=dark; session=cookie-secret-2"),
+        ]);
         let m = Masker::new(None, Some(&request));
         let body = b"bearer-secret-1 and cookie-secret-2 and dark";
         let masked = String::from_utf8(m.bytes(body, false).into_owned()).expect("utf8");
@@ -385,11 +387,7 @@ mod tests {
     #[test]
     fn a_token_seen_twice_is_hashed_once_and_stands_in_the_same_everywhere() {
         // `after` again in the forwarded Authorization, as after an action.
-        let mut request = HeaderMap::new();
-        request.insert(
-            "authorization",
-            "Bearer tok-after-456".parse().expect("value"),
-        );
+        let request = request_with(&[("authorization", "Bearer tok-after-456")]);
         let m = masker_with("tok-before-123", Some("tok-after-456"), Some(&request));
         assert_eq!(m.known.len(), 2, "each token once");
         for token in ["tok-before-123", "tok-after-456", "never-seen-789"] {
