@@ -340,11 +340,11 @@ mod tests {
         )
     }
 
-    /// A forwarded request's headers.
+    /// A header map, in order; a name given twice has both values.
     fn request_with(headers: &[(&'static str, &str)]) -> HeaderMap {
         let mut request = HeaderMap::new();
         for (name, value) in headers {
-            request.insert(*name, value.parse().expect("value"));
+            request.append(*name, value.parse().expect("value"));
         }
         request
     }
@@ -414,15 +414,13 @@ mod tests {
     #[test]
     fn credential_headers_become_stand_ins_and_others_are_masked() {
         let m = masker("s3cr3t-token", None);
-        let mut map = HeaderMap::new();
-        map.insert(
-            "authorization",
-            "Bearer s3cr3t-token".parse().expect("value"),
-        );
-        map.insert("x-api-key", "k-123456".parse().expect("value"));
-        map.insert("x-echo", "got s3cr3t-token".parse().expect("value"));
-        map.append("set-cookie", "a=1".parse().expect("value"));
-        map.append("set-cookie", "b=2".parse().expect("value"));
+        let map = request_with(&[
+            ("authorization", "Bearer s3cr3t-token"),
+            ("x-api-key", "k-123456"),
+            ("x-echo", "got s3cr3t-token"),
+            ("set-cookie", "a=1"),
+            ("set-cookie", "b=2"),
+        ]);
         let place = Place::Header(http::HeaderName::from_static("x-api-key"));
         let out = headers(&map, Some(&place), &m);
         assert_eq!(
