@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::credential::jwt;
+use crate::credential::{Token, jwt};
 use crate::perturb::token::{self, Mutated, ScopeChange};
 
 /// A fixed "now" so that runs repeat.
@@ -43,7 +43,7 @@ pub fn mutations(data: &[u8]) {
     let Some((&which, rest)) = data.split_first() else {
         return;
     };
-    let token = text(rest);
+    let token = Token::new(text(rest));
     let is_jwt = jwt::decode(&token).is_ok();
     let mutated = match which % 7 {
         0 => token::expire(&token, Duration::from_secs(3600), NOW, None).ok(),
@@ -72,6 +72,11 @@ pub fn mutations(data: &[u8]) {
         Some(Mutated::Jwt { token: out, .. }) => {
             assert!(is_jwt, "only a JWT is mutated");
             let decoded = jwt::decode(&out).expect("a mutated JWT is still a JWT");
+            assert_eq!(
+                out.jwt(),
+                Some(&decoded),
+                "the JWT a mutated token carries is what its text decodes to"
+            );
             match which % 7 {
                 0 => assert_eq!(decoded.numeric("exp"), Some(NOW - 3600)),
                 3 => assert!(!decoded.claims.contains_key("exp")),
@@ -120,7 +125,7 @@ pub fn redaction(data: &[u8]) {
     let body = &rest[len..];
     let credential = Credential {
         place: crate::credential::place::Place::default(),
-        before: Some(secret.clone()),
+        before: Some(Token::new(secret.as_str())),
         after: None,
         resigned: false,
     };

@@ -9,6 +9,8 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 
+use super::Token;
+
 /// Characters escaped in a query value we write: everything that would end
 /// or change the parameter (RFC 3986 §3.4 plus `&`, `=`, `+`, `#`).
 const QUERY_VALUE: &AsciiSet = &CONTROLS
@@ -57,7 +59,7 @@ pub struct Found {
     /// The `Authorization` scheme as sent (`Bearer`, `bearer`, `Basic`).
     pub scheme: Option<String>,
     /// The token: what fingerprints hash and actions change.
-    pub token: String,
+    pub token: Token,
 }
 
 impl fmt::Debug for Found {
@@ -65,7 +67,7 @@ impl fmt::Debug for Found {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Found")
             .field("scheme", &self.scheme)
-            .field("token", &super::Fingerprint::of(&self.token).to_string())
+            .field("token", &self.token)
             .finish()
     }
 }
@@ -89,17 +91,17 @@ impl Place {
                 if !self.has_scheme() {
                     return Some(Found {
                         scheme: None,
-                        token: value.to_string(),
+                        token: Token::new(value),
                     });
                 }
                 Some(match value.split_once(' ') {
                     Some((scheme, token)) => Found {
                         scheme: Some(scheme.to_string()),
-                        token: token.trim().to_string(),
+                        token: Token::new(token.trim()),
                     },
                     None => Found {
                         scheme: None,
-                        token: value.to_string(),
+                        token: Token::new(value),
                     },
                 })
             }
@@ -109,7 +111,7 @@ impl Place {
                     .find(|(key, _)| decode(key) == *name)
                     .map(|(_, value)| Found {
                         scheme: None,
-                        token: decode(value),
+                        token: Token::new(decode(value)),
                     })
                     .filter(|found| !found.token.is_empty())
             }
@@ -117,7 +119,7 @@ impl Place {
                 .find(|(key, _)| key == name)
                 .map(|(_, value)| Found {
                     scheme: None,
-                    token: value.to_string(),
+                    token: Token::new(value),
                 })
                 .filter(|found| !found.token.is_empty()),
         }

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use super::sign::{Key, KeyError};
 use super::token::{self, Mutated, ScopeChange};
 use crate::credential::jwt::{B64, Jwt};
-use crate::credential::{Found, Place};
+use crate::credential::{Found, Place, Token};
 
 /// The `corrupt` modes of SPEC section 5.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -128,7 +128,7 @@ pub enum Applied {
     /// Forward the (possibly changed) request. `after` is the token now in
     /// the place, `None` when the place is empty.
     Forward {
-        after: Option<String>,
+        after: Option<Token>,
         was_resigned: bool,
     },
     /// Answer at once; the upstream is not contacted.
@@ -161,7 +161,7 @@ pub fn apply(
 }
 
 /// The request goes on with `after` in the credential's place.
-fn forward(after: Option<String>, was_resigned: bool) -> Result<Applied, String> {
+fn forward(after: Option<Token>, was_resigned: bool) -> Result<Applied, String> {
     Ok(Applied::Forward {
         after,
         was_resigned,
@@ -172,7 +172,7 @@ fn forward(after: Option<String>, was_resigned: bool) -> Result<Applied, String>
 fn put(
     place: &Place,
     parts: &mut Parts,
-    token: String,
+    token: Token,
     was_resigned: bool,
 ) -> Result<Applied, String> {
     place.set(parts, &token).map_err(|e| e.to_string())?;
@@ -180,7 +180,7 @@ fn put(
 }
 
 /// The token of a JWT mutation; an opaque credential cannot take it.
-fn jwt_only(mutated: Mutated) -> Result<(String, bool), String> {
+fn jwt_only(mutated: Mutated) -> Result<(Token, bool), String> {
     match mutated {
         Mutated::Jwt {
             token,
@@ -197,8 +197,8 @@ fn run(
     found: Option<&Found>,
     cx: &mut Context<'_>,
 ) -> Result<Applied, String> {
-    let token = found.map(|f| f.token.as_str());
-    let need = |what: &str| -> Result<&str, String> {
+    let token = found.map(|f| &f.token);
+    let need = |what: &str| -> Result<&Token, String> {
         token.ok_or_else(|| format!("no credential to {what}"))
     };
     let mutated = |m: Result<Mutated, KeyError>| m.map_err(|e| e.to_string()).and_then(jwt_only);
@@ -208,7 +208,7 @@ fn run(
             place.remove(parts).map_err(|e| e.to_string())?;
             forward(None, false)
         }
-        Action::Replace(secret) => put(place, parts, secret.0.clone(), false),
+        Action::Replace(secret) => put(place, parts, Token::new(secret.0.as_str()), false),
         Action::Expire { by, key } => {
             let (new, was_resigned) = mutated(token::expire(
                 need("expire")?,
@@ -242,12 +242,14 @@ fn run(
         }
         Action::Corrupt(mode) => corrupt(*mode, place, parts, found, cx),
         Action::Respond(synthetic) => Ok(Applied::Respond(synthetic.clone())),
-        Action::Inject(Injection::Token(secret)) => put(place, parts, secret.0.clone(), false),
+        Action::Inject(Injection::Token(secret)) => {
+            put(place, parts, Token::new(secret.0.as_str()), false)
+        }
         Action::Inject(Injection::Mint { key, ttl, claims }) => {
             let minted = mint(key, *ttl, claims, cx).map_err(|e| e.to_string())?;
             put(place, parts, minted, true)
         }
-        Action::TokenTtl { .. } | Action::Pass => forward(token.map(str::to_string), false),
+        Action::TokenTtl { .. } | Action::Pass => forward(token.cloned(), false),
     }
 }
 
@@ -259,7 +261,7 @@ fn corrupt(
     cx: &mut Context<'_>,
 ) -> Result<Applied, String> {
     let found = found.ok_or_else(|| "no credential to corrupt".to_string())?;
-    let token = found.token.as_str();
+    let token = &found.token;
     // The header-shape modes rewrite `Authorization` around its token.
     let scheme = || {
         if !place.has_scheme() {
@@ -280,11 +282,11 @@ fn corrupt(
             false,
         ),
         CorruptMode::AlgNone => put(place, parts, jwt_only(token::alg_none(token))?.0, false),
-        CorruptMode::Truncate => put(place, parts, token::truncate(token), false),
+        CorruptMode::Truncate => put(place, parts, Token::new(token::truncate(token)), false),
         CorruptMode::Garbage => {
             let mut bytes = [0u8; 24];
             (cx.random)(&mut bytes);
-            put(place, parts, token::garbage(&bytes), false)
+            put(place, parts, Token::new(token::garbage(&bytes)), false)
         }
         CorruptMode::Scheme => {
             let other = if scheme()?.eq_ignore_ascii_case("basic") {
@@ -292,8 +294,8 @@ fn corrupt(
             } else {
                 "Basic"
             };
-            raw(parts, &format!("{other} {token}"))?;
-            forward(Some(token.to_string()), false)
+            raw(parts, &format!("{other} {}", token.as_str()))?;
+            forward(Some(token.clone()), false)
         }
         CorruptMode::Empty => {
             raw(parts, &scheme()?)?;
@@ -302,9 +304,9 @@ fn corrupt(
         CorruptMode::LowercaseScheme => {
             raw(
                 parts,
-                &format!("{} {token}", scheme()?.to_ascii_lowercase()),
+                &format!("{} {}", scheme()?.to_ascii_lowercase(), token.as_str()),
             )?;
-            forward(Some(token.to_string()), false)
+            forward(Some(token.clone()), false)
         }
         CorruptMode::Duplicate => {
             let Place::Header(name) = place else {
@@ -317,7 +319,7 @@ fn corrupt(
                 .map(str::to_string)
                 .ok_or_else(|| "no header to duplicate".to_string())?;
             place.append_raw(parts, &value).map_err(|e| e.to_string())?;
-            forward(Some(token.to_string()), false)
+            forward(Some(token.clone()), false)
         }
     }
 }
@@ -329,7 +331,7 @@ pub fn mint(
     ttl: Duration,
     claims: &Map<String, Value>,
     cx: &mut Context<'_>,
-) -> Result<String, KeyError> {
+) -> Result<Token, KeyError> {
     use base64::Engine;
     let mut jti = [0u8; 16];
     (cx.random)(&mut jti);
@@ -353,7 +355,8 @@ pub fn mint(
         claims: body,
         signature: String::new(),
     };
-    key.sign(&mut jwt)
+    let text = key.sign(&mut jwt)?;
+    Ok(Token::encoded(text, jwt))
 }
 
 /// `token_ttl`: the token endpoint's JSON answer with `expires_in` set to

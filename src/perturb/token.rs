@@ -10,14 +10,15 @@ use base64::Engine;
 use serde_json::{Map, Value};
 
 use super::sign::{Key, KeyError};
-use crate::credential::jwt::{self, B64, Jwt};
+use crate::credential::Token;
+use crate::credential::jwt::{B64, Jwt};
 
 /// What a JWT mutation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mutated {
     /// The token to send instead, and whether it was re-signed (else its
     /// old signature no longer matches: the token is also tampered).
-    Jwt { token: String, was_resigned: bool },
+    Jwt { token: Token, was_resigned: bool },
     /// The credential is not a JWT: the action cannot apply (`skipped`).
     NotJwt,
 }
@@ -33,26 +34,25 @@ pub enum ScopeChange {
     Remove(Vec<String>),
 }
 
-/// Decodes `token`, lets `change` edit it, and encodes it again: signed
+/// Lets `change` edit a copy of `token`'s JWT and encodes it again: signed
 /// with `key` when given, else with the old signature kept.
 pub fn rewrite(
-    token: &str,
+    token: &Token,
     key: Option<&Key>,
     change: impl FnOnce(&mut Jwt),
 ) -> Result<Mutated, KeyError> {
-    let Ok(mut decoded) = jwt::decode(token) else {
+    let Some(decoded) = token.jwt() else {
         return Ok(Mutated::NotJwt);
     };
+    let mut decoded = decoded.clone();
     change(&mut decoded);
-    Ok(match key {
-        Some(key) => Mutated::Jwt {
-            token: key.sign(&mut decoded)?,
-            was_resigned: true,
-        },
-        None => Mutated::Jwt {
-            token: decoded.encode_keeping_signature(),
-            was_resigned: false,
-        },
+    let (text, was_resigned) = match key {
+        Some(key) => (key.sign(&mut decoded)?, true),
+        None => (decoded.encode_keeping_signature(), false),
+    };
+    Ok(Mutated::Jwt {
+        token: Token::encoded(text, decoded),
+        was_resigned,
     })
 }
 
@@ -60,7 +60,7 @@ pub fn rewrite(
 /// would not lie before the new `exp`, move back by as much as `exp` did, so
 /// the token keeps its lifetime and stays internally consistent.
 pub fn expire(
-    token: &str,
+    token: &Token,
     by: Duration,
     now_secs: i64,
     key: Option<&Key>,
@@ -91,7 +91,7 @@ pub fn expire(
 /// `scp` when only that is present. A string claim stays a space-separated
 /// string, an array stays an array.
 pub fn scope(
-    token: &str,
+    token: &Token,
     change: &ScopeChange,
     claim: Option<&str>,
     key: Option<&Key>,
@@ -140,7 +140,7 @@ pub fn scope(
 
 /// `claims`: sets and removes any claims.
 pub fn claims(
-    token: &str,
+    token: &Token,
     set: &Map<String, Value>,
     remove: &[String],
     key: Option<&Key>,
@@ -157,8 +157,8 @@ pub fn claims(
 
 /// `corrupt: signature`: flips bits in the signature, keeping it valid
 /// base64url of the same length, so only the cryptographic check fails.
-pub fn flip_signature(token: &str) -> Mutated {
-    let Ok(decoded) = jwt::decode(token) else {
+pub fn flip_signature(token: &Token) -> Mutated {
+    let Some(decoded) = token.jwt() else {
         return Mutated::NotJwt;
     };
     let mut signature = match B64.decode(&decoded.signature) {
@@ -174,22 +174,26 @@ pub fn flip_signature(token: &str) -> Mutated {
         .rsplit_once('.')
         .expect("a decoded JWT has three parts");
     Mutated::Jwt {
-        token: format!("{input}.{}", B64.encode(signature)),
+        token: Token::encoded(
+            format!("{input}.{}", B64.encode(signature)),
+            decoded.clone(),
+        ),
         was_resigned: false,
     }
 }
 
 /// `corrupt: alg_none`: the header's `alg` becomes `none` and the signature
 /// is empty; the token ends with `.` (SPEC section 4).
-pub fn alg_none(token: &str) -> Mutated {
-    let Ok(mut decoded) = jwt::decode(token) else {
+pub fn alg_none(token: &Token) -> Mutated {
+    let Some(decoded) = token.jwt() else {
         return Mutated::NotJwt;
     };
+    let mut decoded = decoded.clone();
     decoded
         .header
         .insert("alg".to_string(), Value::String("none".to_string()));
     Mutated::Jwt {
-        token: decoded.encode_with(""),
+        token: Token::encoded(decoded.encode_with(""), decoded),
         was_resigned: false,
     }
 }
@@ -208,24 +212,25 @@ pub fn garbage(random: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::credential::jwt;
     use proptest::prelude::*;
 
     const NOW: i64 = 1_800_000_000;
 
-    fn token(claims: &str) -> String {
-        format!(
+    fn token(claims: &str) -> Token {
+        Token::new(format!(
             "{}.{}.{}",
             B64.encode(br#"{"alg":"HS256","typ":"JWT"}"#),
             B64.encode(claims.as_bytes()),
             B64.encode(b"original-signature")
-        )
+        ))
     }
 
     fn claims_of(token: &str) -> Map<String, Value> {
         jwt::decode(token).expect("a JWT").claims
     }
 
-    fn mutated(m: Mutated) -> (String, bool) {
+    fn mutated(m: Mutated) -> (Token, bool) {
         match m {
             Mutated::Jwt {
                 token,
@@ -329,10 +334,11 @@ mod tests {
 
     #[test]
     fn jwt_mutations_of_an_opaque_token_say_it_is_not_a_jwt() {
-        assert_eq!(flip_signature("opaque"), Mutated::NotJwt);
-        assert_eq!(alg_none("opaque"), Mutated::NotJwt);
+        let opaque = Token::new("opaque");
+        assert_eq!(flip_signature(&opaque), Mutated::NotJwt);
+        assert_eq!(alg_none(&opaque), Mutated::NotJwt);
         assert_eq!(
-            expire("opaque", Duration::from_secs(1), NOW, None),
+            expire(&opaque, Duration::from_secs(1), NOW, None),
             Ok(Mutated::NotJwt)
         );
         assert_eq!(truncate("abcdef"), "abc");
@@ -341,6 +347,7 @@ mod tests {
     proptest! {
         #[test]
         fn no_mutation_panics_on_any_token(t in ".*", by in 0u64..u64::MAX) {
+            let t = Token::new(t);
             let _ = expire(&t, Duration::from_secs(by), NOW, None);
             let _ = scope(&t, &ScopeChange::Add(vec!["x".into()]), None, None);
             let _ = claims(&t, &Map::new(), &["sub".into()], None);

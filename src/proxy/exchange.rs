@@ -190,15 +190,9 @@ fn perturb(shared: &Shared, req: Request<Body>, exchange: &mut Exchange) -> Stag
     let rule = selected.rule;
     exchange.rule = Some((rule.name.clone(), rule.action_name));
     exchange.scenario = selected.scenario;
-    let before = selected.found.as_ref().map(|f| f.token.clone());
-    let mut credential = Credential {
-        place: rule.place.clone(),
-        before: before.clone(),
-        after: before,
-        resigned: false,
-    };
     if !selected.fired {
-        exchange.credential = Some(credential);
+        let before = selected.found.map(|f| f.token);
+        exchange.credential = Some(Credential::unchanged(rule.place.clone(), before));
         exchange.settle(Verdict::Untouched, "the rule's `when` did not hold");
         return Staged::Forward(Request::from_parts(parts, body), None);
     }
@@ -219,6 +213,9 @@ fn perturb(shared: &Shared, req: Request<Body>, exchange: &mut Exchange) -> Stag
         selected.found.as_ref(),
         &mut cx,
     );
+    // What the client sent, its JWT decoded if matching or the action did.
+    let before = selected.found.map(|f| f.token);
+    let mut credential = None;
     let staged = match applied {
         Applied::Respond(synthetic) => {
             exchange.settle(Verdict::Synthetic, "answered by authfault (respond)");
@@ -232,8 +229,7 @@ fn perturb(shared: &Shared, req: Request<Body>, exchange: &mut Exchange) -> Stag
             after,
             was_resigned,
         } => {
-            credential.after = after;
-            credential.resigned = was_resigned;
+            credential = Some((after, was_resigned));
             // SPEC section 6: an action with no expectation is not judged.
             match rule.expectation(was_resigned) {
                 Some(expectation) => exchange.expectation = Some(expectation.clone()),
@@ -249,7 +245,16 @@ fn perturb(shared: &Shared, req: Request<Body>, exchange: &mut Exchange) -> Stag
             Staged::Forward(Request::from_parts(parts, body), token_ttl)
         }
     };
-    exchange.credential = Some(credential);
+    let place = rule.place.clone();
+    exchange.credential = Some(match credential {
+        Some((after, resigned)) => Credential {
+            place,
+            before,
+            after,
+            resigned,
+        },
+        None => Credential::unchanged(place, before),
+    });
     staged
 }
 

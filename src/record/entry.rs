@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use super::Finished;
 use super::redact::{self, Masker};
-use crate::credential::jwt;
+use crate::credential::{Jwt, Token};
 use crate::verdict::{self, Verdict};
 
 /// One finished exchange as the recording keeps it.
@@ -263,7 +263,15 @@ pub struct Timing {
 impl Record {
     /// Judges a finished exchange and builds its record with every secret
     /// masked. `keep_body` is false when bodies are not recorded.
-    pub fn build(finished: &Finished, id: u64, keep_body: bool) -> Self {
+    /// The tokens' JWTs are taken out of `finished` into the record.
+    pub fn build(finished: &mut Finished, id: u64, keep_body: bool) -> Self {
+        // Decoded already when a rule matched on them or an action rewrote
+        // them; the record keeps their claims without copying.
+        let claims = finished.exchange.credential.as_mut().map(|c| {
+            let claims = |t: &mut Option<Token>| t.as_mut().and_then(Token::take_jwt);
+            (claims(&mut c.before), claims(&mut c.after))
+        });
+        let finished = &*finished;
         let exchange = &finished.exchange;
         let (verdict, reason) = judge(finished);
         let masker = Masker::new(
@@ -271,14 +279,17 @@ impl Record {
             exchange.request_headers.as_ref(),
         );
         let place = exchange.credential.as_ref().map(|c| &c.place);
-        let credential = exchange.credential.as_ref().map(|c| {
+        let credential = exchange.credential.as_ref().zip(claims).map(|(c, claims)| {
             Box::new(CredentialRecord {
                 location: c.place.to_string(),
-                before: c.before.as_deref().map(|t| token_record(t, None, &masker)),
+                before: c
+                    .before
+                    .as_ref()
+                    .map(|t| token_record(t, claims.0, None, &masker)),
                 after: c
                     .after
-                    .as_deref()
-                    .map(|t| token_record(t, Some(c.resigned), &masker)),
+                    .as_ref()
+                    .map(|t| token_record(t, claims.1, Some(c.resigned), &masker)),
             })
         });
         let response_headers = exchange.response_headers.as_ref();
@@ -402,8 +413,13 @@ fn keep(
     }
 }
 
-fn token_record(token: &str, resigned: Option<bool>, masker: &Masker) -> TokenRecord {
-    let claims = jwt::decode(token).ok().map(|jwt| jwt.claims);
+fn token_record(
+    token: &Token,
+    jwt: Option<Jwt>,
+    resigned: Option<bool>,
+    masker: &Masker,
+) -> TokenRecord {
+    let claims = jwt.map(|jwt| jwt.claims);
     TokenRecord {
         fingerprint: masker.fingerprint(token).to_string(),
         kind: if claims.is_some() { "jwt" } else { "opaque" }.to_string(),

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
 
-use crate::credential::Place;
+use crate::credential::{Place, Token};
 use crate::verdict::{Expectation, Verdict};
 
 pub use entry::Record;
@@ -99,29 +99,29 @@ pub struct Exchange {
 
 /// The credential of an exchange a rule owned. The tokens are secrets: they
 /// are held only to fingerprint them and to mask them in what is written.
-#[derive(Clone)]
+/// Their JWTs come decoded from matching and perturbing, where they were.
+#[derive(Debug, Clone)]
 pub struct Credential {
     /// Where it lives (`header:authorization`).
     pub place: Place,
     /// The token the client sent, if any.
-    pub before: Option<String>,
+    pub before: Option<Token>,
     /// The token forwarded, if any (the same as `before` when the action did
     /// not fire).
-    pub after: Option<String>,
+    pub after: Option<Token>,
     /// Whether `after` was re-signed with a rule key.
     pub resigned: bool,
 }
 
-impl std::fmt::Debug for Credential {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use crate::credential::Fingerprint;
-        let fp = |t: &Option<String>| t.as_deref().map(|t| Fingerprint::of(t).to_string());
-        f.debug_struct("Credential")
-            .field("place", &self.place)
-            .field("before", &fp(&self.before))
-            .field("after", &fp(&self.after))
-            .field("resigned", &self.resigned)
-            .finish()
+impl Credential {
+    /// The credential of an exchange whose action did not change it.
+    pub fn unchanged(place: Place, token: Option<Token>) -> Self {
+        Self {
+            place,
+            after: token.clone(),
+            before: token,
+            resigned: false,
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use memchr::memmem;
 
 use super::Credential;
 use super::entry::{HeaderValues, Headers};
-use crate::credential::{Fingerprint, Place};
+use crate::credential::{Fingerprint, Place, Token};
 
 /// Query parameter names (lowercase substrings) whose values are secrets.
 const SECRET_PARAMS: [&str; 8] = [
@@ -200,7 +200,7 @@ impl Masker {
                 [&credential.before, &credential.after]
                     .into_iter()
                     .flatten()
-                    .map(String::as_str),
+                    .map(Token::as_str),
             );
         }
         if let Some(request) = request {
@@ -332,8 +332,8 @@ mod tests {
         Masker::new(
             Some(&Credential {
                 place: Place::default(),
-                before: Some(before.to_string()),
-                after: after.map(str::to_string),
+                before: Some(Token::new(before)),
+                after: after.map(Token::new),
                 resigned: false,
             }),
             request,

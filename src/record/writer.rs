@@ -460,8 +460,8 @@ impl Worker {
             let mut batch: u64 = 0;
             while let Some(job) = next.take() {
                 match job {
-                    Job::Exchange(finished, ack) => {
-                        self.take(&finished);
+                    Job::Exchange(mut finished, ack) => {
+                        self.take(&mut finished);
                         acks.extend(ack);
                         batch += 1;
                     }
@@ -498,7 +498,7 @@ impl Worker {
         self.sync();
     }
 
-    fn take(&mut self, finished: &Finished) {
+    fn take(&mut self, finished: &mut Finished) {
         let record = Record::build(finished, self.next_id, self.keep_body);
         self.next_id += 1;
         crate::logging::exchange(&record);
@@ -578,7 +578,7 @@ mod tests {
         let mut finished = finished(id);
         finished.body = Bytes::from(vec![b'x'; body]);
         finished.end.bytes = body as u64;
-        Arc::new(Record::build(&finished, id, true))
+        Arc::new(Record::build(&mut finished, id, true))
     }
 
     #[test]

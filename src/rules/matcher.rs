@@ -33,10 +33,16 @@ pub struct Subject<'a> {
     pub parts: &'a Parts,
     /// The target host, without port.
     pub host: &'a str,
-    /// The credential in the rule's place, if any.
+    /// The credential in the rule's place, if any; its JWT is decoded
+    /// only if a rule gets as far as asking for it.
     pub credential: Option<&'a Found>,
+}
+
+impl Subject<'_> {
     /// The credential decoded as a JWT, if it is one.
-    pub jwt: Option<&'a Jwt>,
+    fn jwt(&self) -> Option<&Jwt> {
+        self.credential.and_then(|found| found.token.jwt())
+    }
 }
 
 fn regex(field: &str, pattern: &str) -> Result<Regex, CompileError> {
@@ -100,11 +106,6 @@ impl Matcher {
         })
     }
 
-    /// Whether matching needs the credential decoded as a JWT.
-    pub fn needs_jwt(&self) -> bool {
-        self.presence == Presence::Jwt || !self.claims.is_empty()
-    }
-
     /// Whether the request is one this rule owns. Cheapest checks first.
     pub fn is_match(&self, subject: &Subject<'_>) -> bool {
         let parts = subject.parts;
@@ -127,7 +128,7 @@ impl Matcher {
             Presence::Any => true,
             Presence::Present => subject.credential.is_some(),
             Presence::Absent => subject.credential.is_none(),
-            Presence::Jwt => subject.jwt.is_some(),
+            Presence::Jwt => subject.jwt().is_some(),
         };
         if !presence_holds {
             return false;
@@ -143,7 +144,7 @@ impl Matcher {
             }
         }
         if !self.claims.is_empty() {
-            let Some(jwt) = subject.jwt else {
+            let Some(jwt) = subject.jwt() else {
                 return false;
             };
             for (claim, pattern) in &self.claims {
@@ -190,12 +191,10 @@ mod tests {
 
     fn matches(m: &Matcher, p: &Parts, host: &str) -> bool {
         let found = Place::default().find(p);
-        let jwt = found.as_ref().and_then(|f| jwt::decode(&f.token).ok());
         m.is_match(&Subject {
             parts: p,
             host,
             credential: found.as_ref(),
-            jwt: jwt.as_ref(),
         })
     }
 

@@ -17,7 +17,7 @@ use super::load::{LoadError, LoadErrorKind, Parsed, parse_duration};
 use super::matcher::{Matcher, Subject};
 use super::schema::{ActionSpec, PlaceSpec, Presence, RuleSpec};
 use super::when::{self, When};
-use crate::credential::{Found, Jwt, Place, jwt};
+use crate::credential::{Found, Place};
 use crate::perturb::action::{Injection, Secret, Synthetic};
 use crate::perturb::token::ScopeChange;
 use crate::perturb::{Action, Key};
@@ -303,10 +303,9 @@ impl RuleSet {
         members: Option<&[usize]>,
         scenario: Option<&str>,
     ) -> Option<Selected<'_>> {
-        // Most rules look at Authorization: find it once, decode it only if
-        // a rule needs the JWT.
-        let default_found = Place::default().find(parts);
-        let mut default_jwt: Option<Option<Jwt>> = None;
+        // Most rules look at Authorization: find it once. Its JWT is decoded
+        // only when a rule gets as far as asking, and then once for all.
+        let mut default_found = Place::default().find(parts);
         for (index, rule) in self.rules.iter().enumerate() {
             // SPEC section 4: with a scenario on, exactly its rules;
             // otherwise the `enabled` flags.
@@ -317,35 +316,15 @@ impl RuleSet {
             if !is_active {
                 continue;
             }
-            let own_found;
-            let own_jwt: Option<Jwt>;
-            let (found, jwt) = if rule.place.has_scheme() {
-                let jwt = if rule.matcher.needs_jwt() {
-                    default_jwt
-                        .get_or_insert_with(|| {
-                            default_found
-                                .as_ref()
-                                .and_then(|f| jwt::decode(&f.token).ok())
-                        })
-                        .as_ref()
-                } else {
-                    None
-                };
-                (default_found.as_ref(), jwt)
-            } else {
-                own_found = rule.place.find(parts);
-                own_jwt = if rule.matcher.needs_jwt() {
-                    own_found.as_ref().and_then(|f| jwt::decode(&f.token).ok())
-                } else {
-                    None
-                };
-                (own_found.as_ref(), own_jwt.as_ref())
+            let own_found = (!rule.place.has_scheme()).then(|| rule.place.find(parts));
+            let found = match &own_found {
+                Some(own) => own.as_ref(),
+                None => default_found.as_ref(),
             };
             let subject = Subject {
                 parts,
                 host,
                 credential: found,
-                jwt,
             };
             if !rule.matcher.is_match(&subject) {
                 continue;
@@ -357,9 +336,14 @@ impl RuleSet {
                 self.seed,
                 rule.salt,
             );
+            // The owner takes the credential along, decoded if it was.
+            let found = match own_found {
+                Some(own) => own,
+                None => default_found.take(),
+            };
             return Some(Selected {
                 rule,
-                found: found.cloned(),
+                found,
                 fired,
                 scenario: scenario.map(str::to_string),
             });
