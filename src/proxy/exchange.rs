@@ -215,13 +215,15 @@ fn perturb(shared: &Shared, req: Request<Body>, exchange: &mut Exchange) -> Stag
     );
     // What the client sent, its JWT decoded if matching or the action did.
     let before = selected.found.map(|f| f.token);
-    let mut credential = None;
-    let staged = match applied {
+    let place = rule.place.clone();
+    match applied {
         Applied::Respond(synthetic) => {
+            exchange.credential = Some(Credential::unchanged(place, before));
             exchange.settle(Verdict::Synthetic, "answered by authfault (respond)");
             Staged::Respond(synthetic)
         }
         Applied::Skipped(reason) => {
+            exchange.credential = Some(Credential::unchanged(place, before));
             exchange.settle(Verdict::Skipped, reason);
             Staged::Forward(Request::from_parts(parts, body), None)
         }
@@ -229,7 +231,12 @@ fn perturb(shared: &Shared, req: Request<Body>, exchange: &mut Exchange) -> Stag
             after,
             was_resigned,
         } => {
-            credential = Some((after, was_resigned));
+            exchange.credential = Some(Credential {
+                place,
+                before,
+                after,
+                resigned: was_resigned,
+            });
             // SPEC section 6: an action with no expectation is not judged.
             match rule.expectation(was_resigned) {
                 Some(expectation) => exchange.expectation = Some(expectation.clone()),
@@ -244,18 +251,7 @@ fn perturb(shared: &Shared, req: Request<Body>, exchange: &mut Exchange) -> Stag
             };
             Staged::Forward(Request::from_parts(parts, body), token_ttl)
         }
-    };
-    let place = rule.place.clone();
-    exchange.credential = Some(match credential {
-        Some((after, resigned)) => Credential {
-            place,
-            before,
-            after,
-            resigned,
-        },
-        None => Credential::unchanged(place, before),
-    });
-    staged
+    }
 }
 
 /// The answer of a `respond` rule.

@@ -176,6 +176,16 @@ async fn a_record_has_the_fields_of_the_spec_with_fingerprints_instead_of_secret
         .and_then(|v| v.strip_prefix("Bearer "))
         .expect("echo");
     assert_eq!(after.fingerprint, Fingerprint::of(forwarded).to_string());
+    // The claims recorded are those of the token as forwarded and as sent.
+    let claims = |token: &str| {
+        Some(
+            authfault::credential::jwt::decode(token)
+                .expect("jwt")
+                .claims,
+        )
+    };
+    assert_eq!(after.claims, claims(forwarded));
+    assert_eq!(before.claims, claims(&jwt));
     let client_body = String::from_utf8(bodies[0].to_vec()).expect("utf-8");
     assert_eq!(
         record.response.body.as_deref(),
