@@ -303,9 +303,10 @@ impl RuleSet {
         members: Option<&[usize]>,
         scenario: Option<&str>,
     ) -> Option<Selected<'_>> {
-        // Most rules look at Authorization: find it once. Its JWT is decoded
-        // only when a rule gets as far as asking, and then once for all.
-        let mut default_found = Place::default().find(parts);
+        // Most rules look at Authorization: find it once, when the first
+        // rule asks (never without rules). Its JWT is decoded only when a
+        // rule gets as far as asking, and then once for all.
+        let mut default_found: Option<Option<Found>> = None;
         for (index, rule) in self.rules.iter().enumerate() {
             // SPEC section 4: with a scenario on, exactly its rules;
             // otherwise the `enabled` flags.
@@ -319,7 +320,9 @@ impl RuleSet {
             let own_found = (!rule.place.has_scheme()).then(|| rule.place.find(parts));
             let found = match &own_found {
                 Some(own) => own.as_ref(),
-                None => default_found.as_ref(),
+                None => default_found
+                    .get_or_insert_with(|| Place::default().find(parts))
+                    .as_ref(),
             };
             let subject = Subject {
                 parts,
@@ -339,7 +342,7 @@ impl RuleSet {
             // The owner takes the credential along, decoded if it was.
             let found = match own_found {
                 Some(own) => own,
-                None => default_found.take(),
+                None => default_found.take().flatten(),
             };
             return Some(Selected {
                 rule,
