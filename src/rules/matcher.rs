@@ -106,6 +106,11 @@ impl Matcher {
         })
     }
 
+    /// The `match.host` globs, if the rule has them.
+    pub fn hosts(&self) -> Option<&HostGlobs> {
+        self.hosts.as_ref()
+    }
+
     /// Whether the request is one this rule owns. Cheapest checks first.
     pub fn is_match(&self, subject: &Subject<'_>) -> bool {
         let parts = subject.parts;

@@ -18,6 +18,7 @@ use super::matcher::{Matcher, Subject};
 use super::schema::{ActionSpec, PlaceSpec, Presence, RuleSpec};
 use super::when::{self, When};
 use crate::credential::{Found, Place};
+use crate::host::HostIndex;
 use crate::perturb::action::{Injection, Secret, Synthetic};
 use crate::perturb::token::ScopeChange;
 use crate::perturb::{Action, Key};
@@ -93,6 +94,8 @@ pub struct UnknownScenario {
 #[derive(Debug)]
 pub struct RuleSet {
     rules: Vec<Rule>,
+    /// Which rules' `match.host` a request's host may match.
+    hosts: HostIndex,
     scenarios: IndexMap<String, Vec<usize>>,
     scenario: RwLock<Option<String>>,
     seed: u64,
@@ -104,6 +107,7 @@ impl RuleSet {
     pub fn empty(seed: u64) -> Self {
         Self {
             rules: Vec::new(),
+            hosts: HostIndex::default(),
             scenarios: IndexMap::new(),
             scenario: RwLock::new(None),
             seed,
@@ -161,6 +165,7 @@ impl RuleSet {
             return Err(errors);
         }
         Ok(Self {
+            hosts: HostIndex::new(rules.iter().map(|r| r.matcher.hosts())),
             rules,
             scenarios,
             scenario: RwLock::new(None),
@@ -307,7 +312,12 @@ impl RuleSet {
         // rule asks (never without rules). Its JWT is decoded only when a
         // rule gets as far as asking, and then once for all.
         let mut default_found: Option<Option<Found>> = None;
-        for (index, rule) in self.rules.iter().enumerate() {
+        // Rules whose hosts cannot match are passed over without being read.
+        let candidates = self.hosts.candidates(host);
+        for index in candidates.iter() {
+            let Some(rule) = self.rules.get(index) else {
+                break;
+            };
             // SPEC section 4: with a scenario on, exactly its rules;
             // otherwise the `enabled` flags.
             let is_active = match members {
