@@ -1,7 +1,7 @@
 # RSS of a recording proxy after N exchanges with 60 KiB JSON bodies: the
 # admin ring's byte budget at work.
 #   python3 benches/ring-memory.py target/release/authfault 4000
-import http.client, http.server, socketserver, subprocess, sys, threading, time, os, tempfile
+import http.client, http.server, os, socket, socketserver, subprocess, sys, tempfile, threading, time
 BODY = ('{"items":"' + 'x' * 60000 + '"}').encode()
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -18,7 +18,6 @@ with socketserver.TCPServer(("127.0.0.1", 0), None) as probe:  # a free port for
     port = probe.server_address[1]
 p = subprocess.Popen([binary, "run", "--listen", f"127.0.0.1:{port}", "--admin", "off", "--ca-dir", d,
                       "--record", os.path.join(d, "r.jsonl")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-import socket
 for _ in range(300):  # until the proxy listens (30 s at most)
     try:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()

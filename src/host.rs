@@ -186,28 +186,27 @@ impl HostIndex {
                 match simple {
                     Simple::Any => index.always.push(set),
                     Simple::Exact(exact) => index.exact.entry(exact.clone()).or_default().push(set),
-                    Simple::Suffix(suffix) => {
-                        let at = match index
-                            .suffixes
-                            .iter()
-                            .position(|(len, _)| *len == suffix.len())
-                        {
-                            Some(at) => at,
-                            None => {
-                                index.suffixes.push((suffix.len(), HashMap::new()));
-                                index.suffixes.len() - 1
-                            }
-                        };
-                        index.suffixes[at]
-                            .1
-                            .entry(suffix.clone())
-                            .or_default()
-                            .push(set);
-                    }
+                    Simple::Suffix(suffix) => index
+                        .suffixes_of_len(suffix.len())
+                        .entry(suffix.clone())
+                        .or_default()
+                        .push(set),
                 }
             }
         }
         index
+    }
+
+    /// The suffixes of `len` bytes, made on first use.
+    fn suffixes_of_len(&mut self, len: usize) -> &mut HashMap<String, Vec<usize>> {
+        let at = match self.suffixes.iter().position(|(l, _)| *l == len) {
+            Some(at) => at,
+            None => {
+                self.suffixes.push((len, HashMap::new()));
+                self.suffixes.len() - 1
+            }
+        };
+        &mut self.suffixes[at].1
     }
 
     /// The sets `host` (without port) may match.

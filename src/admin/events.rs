@@ -3,9 +3,10 @@
 //! recording's JSON line; one `rules` event (the `GET /rules` answer, no
 //! `id`) at the start and after each change of the rules, a flag or the
 //! scenario. A client that reconnects with `Last-Event-ID: N` gets every
-//! exchange after N that is still in memory (the last 10,000, at most 64 MiB of them), then the new
-//! ones: none lost, none twice. Without it the stream starts with the new
-//! exchanges, or after `?since=N` (`since=0`: all those in memory).
+//! exchange after N that is still in memory (the last 10,000, at most 64
+//! MiB of them), then the new ones: none lost, none twice. Without it the
+//! stream starts with the new exchanges, or after `?since=N` (`since=0`:
+//! all those in memory).
 
 use std::convert::Infallible;
 use std::pin::Pin;

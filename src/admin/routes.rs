@@ -227,7 +227,8 @@ fn exchanges(state: &State, query: Option<&str>) -> Answer {
 
 /// `GET /report?format=json|text|junit|har`. json and text come from the
 /// live summary; junit and har need the exchanges themselves, and so cover
-/// those since the last reset that are still in memory (the last 10,000, at most 64 MiB of them).
+/// those since the last reset that are still in memory (the last 10,000,
+/// at most 64 MiB of them).
 fn report(state: &State, query: Option<&str>) -> Answer {
     use crate::report::{Format, render, text};
     let mut format = Format::Json;

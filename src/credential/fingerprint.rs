@@ -18,9 +18,7 @@ impl Fingerprint {
         short.copy_from_slice(&digest[..6]);
         Self(short)
     }
-}
 
-impl Fingerprint {
     /// `sha256:` and 12 hex digits, written into a buffer on the stack: the
     /// recorder writes several per exchange, and one `write_str` of the
     /// whole costs a tenth of a `write_char` per digit.

@@ -52,9 +52,7 @@ impl Token {
             .get_or_init(|| jwt::decode(&self.text).ok().map(Box::new))
             .as_deref()
     }
-}
 
-impl Token {
     /// The JWT, taken out of the token (decoded now if it was not yet), for
     /// its last reader: the recorder keeps its claims without copying them.
     /// A later `jwt()` decodes again.
@@ -82,27 +80,9 @@ impl PartialEq for Token {
 
 impl Eq for Token {}
 
-impl PartialEq<str> for Token {
-    fn eq(&self, other: &str) -> bool {
-        self.text == other
-    }
-}
-
 impl PartialEq<&str> for Token {
     fn eq(&self, other: &&str) -> bool {
         self.text == *other
-    }
-}
-
-impl From<String> for Token {
-    fn from(text: String) -> Self {
-        Self::new(text)
-    }
-}
-
-impl From<&str> for Token {
-    fn from(text: &str) -> Self {
-        Self::new(text)
     }
 }
 
