@@ -10,6 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::borrow::Cow;
 
 use crate::record::Record;
 
@@ -17,10 +18,11 @@ use crate::record::Record;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ExchangeLabels {
     /// The owning rule, `-` when none.
-    pub rule: String,
-    /// Its action, `-` when none.
-    pub action: String,
-    pub verdict: String,
+    pub rule: Cow<'static, str>,
+    /// Its action, `-` when none. Like the verdict, a name known at build
+    /// time: counting an exchange allocates only for its rule's name.
+    pub action: Cow<'static, str>,
+    pub verdict: Cow<'static, str>,
 }
 
 /// Every metric authfault exports.
@@ -93,9 +95,9 @@ impl Metrics {
     /// Counts one recorded exchange.
     pub fn record(&self, record: &Record) {
         let labels = ExchangeLabels {
-            rule: record.rule.clone().unwrap_or_else(|| "-".to_string()),
-            action: record.action.clone().unwrap_or_else(|| "-".to_string()),
-            verdict: record.verdict.as_str().to_string(),
+            rule: record.rule.clone().map_or(Cow::Borrowed("-"), Cow::Owned),
+            action: record.action.clone().unwrap_or(Cow::Borrowed("-")),
+            verdict: Cow::Borrowed(record.verdict.as_str()),
         };
         self.exchanges.get_or_create(&labels).inc();
         if let Some(ms) = record.timing.upstream_ms {

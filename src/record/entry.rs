@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use super::Finished;
 use super::redact::{self, Masker};
-use crate::credential::{Jwt, Token};
+use crate::credential::{Jwt, Place, Token};
 use crate::verdict::{self, Verdict};
 
 /// One finished exchange as the recording keeps it.
@@ -23,18 +23,23 @@ pub struct Record {
     pub id: u64,
     /// When the request arrived (RFC 3339, UTC, milliseconds).
     pub ts: String,
-    pub client: String,
-    pub method: String,
+    /// Written as `ip:port`, as `Display` writes it (serde's own format).
+    pub client: std::net::SocketAddr,
+    /// Borrowed for the standard methods, like the other fields that are
+    /// usually one of a few names: the recorder builds a record per
+    /// exchange, and each allocation it does not make is one it does not
+    /// free either.
+    pub method: Cow<'static, str>,
     /// The URL with credentials masked.
     pub url: String,
     /// The client's side (`HTTP/1.1`, `HTTP/2`).
-    pub http_version: String,
+    pub http_version: Cow<'static, str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upstream_http_version: Option<String>,
+    pub upstream_http_version: Option<Cow<'static, str>>,
     /// The rule that owned the exchange.
     pub rule: Option<String>,
     /// That rule's action.
-    pub action: Option<String>,
+    pub action: Option<Cow<'static, str>>,
     /// Whether the rule's `when` held and the action was applied.
     #[serde(default)]
     pub fired: bool,
@@ -51,7 +56,7 @@ pub struct Record {
     pub error: Option<String>,
     pub timing: Timing,
     pub verdict: Verdict,
-    pub reason: String,
+    pub reason: Cow<'static, str>,
 }
 
 /// The credential before and after the action, without its value.
@@ -308,17 +313,18 @@ impl Record {
         Self {
             id,
             ts: timestamp(exchange.started_at),
-            client: exchange.client.to_string(),
-            method: exchange.method.to_string(),
-            url: masker
-                .text(&redact::url_at(&exchange.url.to_string(), place))
-                .into_owned(),
-            http_version: version_name(exchange.version).to_string(),
+            client: exchange.client,
+            method: method_name(&exchange.method),
+            url: masked_url(exchange.url.to_string(), place, &masker),
+            http_version: Cow::Borrowed(version_name(exchange.version)),
             upstream_http_version: exchange
                 .upstream_version
-                .map(|v| version_name(v).to_string()),
+                .map(|v| Cow::Borrowed(version_name(v))),
             rule: exchange.rule.as_ref().map(|(name, _)| name.clone()),
-            action: exchange.rule.as_ref().map(|(_, action)| action.to_string()),
+            action: exchange
+                .rule
+                .as_ref()
+                .map(|(_, action)| Cow::Borrowed(*action)),
             fired: exchange.fired,
             scenario: exchange.scenario.clone(),
             credential,
@@ -345,25 +351,38 @@ impl Record {
     }
 }
 
+/// `url` with its secrets redacted and masked; itself, not a copy, when it
+/// has none (nearly always).
+fn masked_url(url: String, place: Option<&Place>, masker: &Masker) -> String {
+    let changed = {
+        let redacted = redact::url_at(&url, place);
+        let masked = masker.text(&redacted);
+        let is_unchanged =
+            matches!(redacted, Cow::Borrowed(_)) && matches!(masked, Cow::Borrowed(_));
+        (!is_unchanged).then(|| masked.into_owned())
+    };
+    changed.unwrap_or(url)
+}
+
 /// The verdict of SPEC section 6 and its reason.
-fn judge(finished: &Finished) -> (Verdict, String) {
+fn judge(finished: &Finished) -> (Verdict, Cow<'static, str>) {
     let exchange = &finished.exchange;
     if let Some((verdict, reason)) = &exchange.verdict {
         return (*verdict, reason.clone());
     }
     let Some(expectation) = &exchange.expectation else {
-        return (Verdict::Untouched, "no expectation".to_string());
+        return (Verdict::Untouched, Cow::Borrowed("no expectation"));
     };
     if let Some(code) = exchange.error {
         return (
             Verdict::Error,
-            format!("no response from the upstream ({code})"),
+            Cow::Owned(format!("no response from the upstream ({code})")),
         );
     }
     let Some(status) = exchange.status else {
         return (
             Verdict::Error,
-            "no response: the client left first".to_string(),
+            Cow::Borrowed("no response: the client left first"),
         );
     };
     let empty = HeaderMap::new();
@@ -375,7 +394,7 @@ fn judge(finished: &Finished) -> (Verdict, String) {
             body: &finished.body,
         },
     );
-    (judged.verdict, judged.reason)
+    (judged.verdict, Cow::Owned(judged.reason))
 }
 
 /// Puts the captured body into the record: masked, as text when it is UTF-8,
@@ -444,19 +463,98 @@ pub fn version_name(version: Version) -> &'static str {
     }
 }
 
+/// A request method's name, borrowed when it is a standard one.
+fn method_name(method: &http::Method) -> Cow<'static, str> {
+    use http::Method;
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    const NAMES: [&str; 9] = [
+        "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    match STANDARD.iter().position(|m| m == method) {
+        Some(index) => Cow::Borrowed(NAMES[index]),
+        None => Cow::Owned(method.as_str().to_string()),
+    }
+}
+
 /// RFC 3339 in UTC with milliseconds: `2026-11-28T07:20:00.123Z`.
 pub fn timestamp(at: std::time::SystemTime) -> String {
-    let at = time::OffsetDateTime::from(at);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+    let mut out = String::with_capacity(24);
+    let _ = write_timestamp(&mut out, at, Precision::Millis);
+    out
+}
+
+/// Digits after the second in `write_timestamp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// `.123Z`: the recording's `ts`.
+    Millis,
+    /// `.123456Z`: the log's timestamps, as tracing-subscriber writes them.
+    Micros,
+}
+
+/// 10000-01-01T00:00:00Z in seconds since the epoch: humantime formats
+/// the instants before it.
+const YEAR_10000: u64 = 253_402_300_800;
+
+/// Writes `at` in RFC 3339, UTC. The recorder and the log write one per
+/// exchange each; humantime's formatter fills a buffer in a few hundred
+/// instructions where `format!` of seven padded numbers took about 3,000.
+/// A clock before 1970 or past 9999 takes the slow path, never a panic.
+pub fn write_timestamp(
+    out: &mut impl fmt::Write,
+    at: std::time::SystemTime,
+    precision: Precision,
+) -> fmt::Result {
+    let since_epoch = at.duration_since(std::time::UNIX_EPOCH);
+    if since_epoch.as_ref().is_ok_and(|d| d.as_secs() < YEAR_10000) {
+        return match precision {
+            Precision::Millis => write!(out, "{}", humantime::format_rfc3339_millis(at)),
+            Precision::Micros => write!(out, "{}", humantime::format_rfc3339_micros(at)),
+        };
+    }
+    let nanos = match since_epoch {
+        Ok(d) => i128::try_from(d.as_nanos()).unwrap_or(i128::MAX),
+        Err(before) => -i128::try_from(before.duration().as_nanos()).unwrap_or(i128::MAX),
+    };
+    write_timestamp_slowly(out, nanos, precision)
+}
+
+/// `write_timestamp` for any instant, nanoseconds from the epoch, through
+/// the `time` crate; beyond its years ±9999, the nearest it can write.
+fn write_timestamp_slowly(
+    out: &mut impl fmt::Write,
+    nanos: i128,
+    precision: Precision,
+) -> fmt::Result {
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(if nanos < 0 {
+        time::PrimitiveDateTime::MIN.assume_utc()
+    } else {
+        time::PrimitiveDateTime::MAX.assume_utc()
+    });
+    write!(
+        out,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.",
         at.year(),
         u8::from(at.month()),
         at.day(),
         at.hour(),
         at.minute(),
         at.second(),
-        at.millisecond()
-    )
+    )?;
+    match precision {
+        Precision::Millis => write!(out, "{:03}Z", at.millisecond()),
+        Precision::Micros => write!(out, "{:06}Z", at.microsecond()),
+    }
 }
 
 /// The log line of SPEC section 9:
@@ -492,6 +590,36 @@ impl fmt::Display for LogLine<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn timestamps_are_written_as_the_time_crate_writes_them(
+            secs in 0..YEAR_10000,
+            subsec in 0u32..1_000_000_000,
+        ) {
+            let since = std::time::Duration::new(secs, subsec);
+            let at = std::time::UNIX_EPOCH + since;
+            let nanos = i128::try_from(since.as_nanos()).expect("fits");
+            for precision in [Precision::Millis, Precision::Micros] {
+                let (mut fast, mut slow) = (String::new(), String::new());
+                write_timestamp(&mut fast, at, precision).expect("fast");
+                write_timestamp_slowly(&mut slow, nanos, precision).expect("slow");
+                proptest::prop_assert_eq!(fast, slow);
+            }
+        }
+    }
+
+    #[test]
+    fn timestamps_of_a_clock_far_off_are_written_not_a_panic() {
+        let before = std::time::UNIX_EPOCH - std::time::Duration::from_millis(1_500);
+        assert_eq!(timestamp(before), "1969-12-31T23:59:58.500Z");
+        let after = std::time::UNIX_EPOCH + std::time::Duration::from_secs(YEAR_10000 + 61);
+        assert_eq!(timestamp(after), "9999-12-31T23:59:59.999Z");
+        assert_eq!(
+            timestamp(std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_764_314_400_123)),
+            "2025-11-28T07:20:00.123Z"
+        );
+    }
 
     #[test]
     fn the_log_line_gives_whole_milliseconds() {

@@ -84,7 +84,7 @@ pub struct Exchange {
     pub scenario: Option<String>,
     /// The verdict where it is known without the response (`untouched`,
     /// `skipped`, `synthetic`), with its reason.
-    pub verdict: Option<(Verdict, String)>,
+    pub verdict: Option<(Verdict, std::borrow::Cow<'static, str>)>,
     /// What the response is judged by, when the action fired and has one.
     pub expectation: Option<Arc<Expectation>>,
     /// The credential in the owning rule's place, before and after.
@@ -174,7 +174,7 @@ impl Exchange {
     }
 
     /// Sets the verdict known before any response.
-    pub fn settle(&mut self, verdict: Verdict, reason: impl Into<String>) {
+    pub fn settle(&mut self, verdict: Verdict, reason: impl Into<std::borrow::Cow<'static, str>>) {
         self.verdict = Some((verdict, reason.into()));
     }
 }

@@ -135,7 +135,7 @@ impl Summary {
             None => {
                 self.rules.push(RuleSummary {
                     name: name.to_string(),
-                    action: record.action.clone().unwrap_or_default(),
+                    action: record.action.as_deref().unwrap_or_default().to_string(),
                     matched: 0,
                     fired: 0,
                     verdicts: IndexMap::new(),
@@ -150,19 +150,26 @@ impl Summary {
         if record.fired {
             rule.fired += 1;
         }
-        *rule.verdicts.entry(verdict).or_insert(0) += 1;
-        rule.verdicts
-            .sort_by_cached_key(|v, _| VERDICTS.iter().position(|x| x == v));
+        match rule.verdicts.get_mut(&verdict) {
+            Some(count) => *count += 1,
+            // Kept in the order of VERDICTS: sorted when a verdict is new,
+            // not on every exchange.
+            None => {
+                rule.verdicts.insert(verdict, 1);
+                rule.verdicts
+                    .sort_by_cached_key(|v, _| VERDICTS.iter().position(|x| x == v));
+            }
+        }
         if verdict.is_violation() && rule.violations.len() >= limit {
             rule.violations_not_listed += 1;
         } else if verdict.is_violation() {
             rule.violations.push(Violation {
                 id: record.id,
-                method: record.method.clone(),
+                method: record.method.to_string(),
                 url: record.url.clone(),
                 status: record.response.status,
                 verdict,
-                reason: record.reason.clone(),
+                reason: record.reason.to_string(),
             });
         }
     }

@@ -72,7 +72,7 @@ async fn each_verdict_arises_from_a_real_exchange() {
     let (records, summary, _, _) = verdict_run().await;
     let got: Vec<(Verdict, u16, &str)> = records
         .iter()
-        .map(|r| (r.verdict, r.response.status, r.reason.as_str()))
+        .map(|r| (r.verdict, r.response.status, &*r.reason))
         .collect();
     let verdicts: Vec<Verdict> = got.iter().map(|g| g.0).collect();
     assert_eq!(
