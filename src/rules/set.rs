@@ -520,6 +520,22 @@ mod tests {
     const RULES: &str = "scenarios:\n  expired: [b]\nrules:\n  - name: a\n    match: { path: \"^/v2\" }\n    action: { strip: {} }\n  - name: b\n    enabled: false\n    action: { expire: {} }\n  - name: c\n    action: { pass: {} }\n";
 
     #[test]
+    fn a_pattern_too_large_to_compile_is_refused_though_its_syntax_is_fine() {
+        // `load` checks a pattern's syntax only; the compile finds the rest.
+        let env = |_: &str| None;
+        let yaml = "rules:\n  - name: huge\n    match: { path: \"\\\\w{1000}{1000}\" }\n    action: { strip: {} }\n";
+        let parsed = load::parse_text(Path::new("t.yaml"), yaml, &env).expect("the syntax is fine");
+        let Err(errors) = RuleSet::compile(&[parsed], &env, 1) else {
+            panic!("a pattern over the size limit compiled");
+        };
+        let message = errors[0].to_string();
+        assert!(
+            message.contains("rule `huge`") && message.contains("match.path"),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn the_first_active_matching_rule_owns_the_exchange() {
         let set = set_of(RULES);
         let selected = set.select(&request(Some("Bearer t")), "h").expect("a rule");
