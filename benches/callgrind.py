@@ -55,13 +55,21 @@ FUNCTIONS = [
 ]
 
 
-def summarize(path):
+def annotated(path):
+    """callgrind_annotate's caller tree of `path`, and its total instructions."""
     tree = subprocess.run(
         ["callgrind_annotate", "--inclusive=yes", "--tree=caller", path],
         capture_output=True,
         text=True,
         check=True,
-    ).stdout.replace("authfault::", "")
+    ).stdout
+    total = re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", tree)
+    return tree, int(total.group(1).replace(",", "")) if total else None
+
+
+def summarize(path):
+    tree, total = annotated(path)
+    tree = tree.replace("authfault::", "")
 
     def inclusive(name):
         # A function on the stack when the counters were zeroed is counted
@@ -79,11 +87,9 @@ def summarize(path):
         r"[^\n]*\*  \?\?\?:record::entry::Record::build \[",
         tree,
     )
-    total = re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", tree)
     if not calls or not total:
         return None
     exchanges = int(calls.group(1).replace(",", ""))
-    total = int(total.group(1).replace(",", ""))
     lines = [
         f"exchanges: {exchanges:,}",
         f"{total / exchanges:>10,.0f}  total once listening",
@@ -113,17 +119,10 @@ def responses(tree):
 
 
 def summarize_peer(path):
-    tree = subprocess.run(
-        ["callgrind_annotate", "--inclusive=yes", "--tree=caller", path],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    total = re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", tree)
+    tree, total = annotated(path)
     count = responses(tree)
     if not total or not count:
         return None
-    total = int(total.group(1).replace(",", ""))
     return f"responses: {count:,}\n{total / count:>10,.0f}  total once listening"
 
 
