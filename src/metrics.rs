@@ -4,13 +4,14 @@
 //! the recorder is behind. Counters are bumped by the recorder thread as it
 //! records, so they always equal the recording's counts.
 
+use std::borrow::Cow;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use std::borrow::Cow;
 
 use crate::record::Record;
 
