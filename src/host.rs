@@ -149,8 +149,9 @@ impl Candidates {
         self.0[set / 64] |= 1 << (set % 64);
     }
 
-    /// Whether set `set` may match.
-    pub fn contains(&self, set: usize) -> bool {
+    /// Whether set `set` may match (the tests check `iter` against it).
+    #[cfg(test)]
+    fn contains(&self, set: usize) -> bool {
         self.0
             .get(set / 64)
             .is_some_and(|word| word & (1 << (set % 64)) != 0)

@@ -465,24 +465,13 @@ pub fn version_name(version: Version) -> &'static str {
 
 /// A request method's name, borrowed when it is a standard one.
 fn method_name(method: &http::Method) -> Cow<'static, str> {
-    use http::Method;
-    const STANDARD: [Method; 9] = [
-        Method::GET,
-        Method::POST,
-        Method::PUT,
-        Method::DELETE,
-        Method::PATCH,
-        Method::HEAD,
-        Method::OPTIONS,
-        Method::CONNECT,
-        Method::TRACE,
-    ];
-    const NAMES: [&str; 9] = [
+    const STANDARD: [&str; 9] = [
         "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE",
     ];
-    match STANDARD.iter().position(|m| m == method) {
-        Some(index) => Cow::Borrowed(NAMES[index]),
-        None => Cow::Owned(method.as_str().to_string()),
+    let name = method.as_str();
+    match STANDARD.iter().find(|standard| **standard == name) {
+        Some(standard) => Cow::Borrowed(standard),
+        None => Cow::Owned(name.to_string()),
     }
 }
 
@@ -607,6 +596,21 @@ mod tests {
                 proptest::prop_assert_eq!(fast, slow);
             }
         }
+    }
+
+    #[test]
+    fn a_standard_method_is_borrowed_and_any_other_kept_as_sent() {
+        for name in [
+            "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE",
+        ] {
+            let method = http::Method::from_bytes(name.as_bytes()).expect("method");
+            assert!(
+                matches!(method_name(&method), Cow::Borrowed(n) if n == name),
+                "{name}"
+            );
+        }
+        let purge = http::Method::from_bytes(b"PURGE").expect("method");
+        assert!(matches!(method_name(&purge), Cow::Owned(n) if n == "PURGE"));
     }
 
     #[test]
